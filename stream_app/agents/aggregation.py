@@ -1,0 +1,81 @@
+"""Agent over ``spend``, ``reviews`` and ``campaign-deltas`` (all keyed by campaign_id).
+
+Folds them into per-campaign windows and cumulative totals and emits every changed window
+to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from ..domain.events import Review, Spend
+from ..domain.money import CurrencyTable
+from ..domain.outcomes import Outcome
+from ..domain.records import CampaignDelta
+from ..domain.validation import Reason
+from ..domain.windows import Aggregation, AggregationConfig
+from ..engine.stage import Outbox
+from ..settings import Settings
+from .base import EdgeDecoder, Record, guarded
+
+_encode = msgspec.json.Encoder().encode
+_decode_delta = msgspec.json.Decoder(CampaignDelta).decode
+
+
+class AggregationAgent:
+    name = "aggregation"
+
+    def __init__(self, settings: Settings) -> None:
+        t = settings.topics
+        self.topics = (t.spend, t.reviews, t.campaign_deltas)
+        self._deltas_topic = t.campaign_deltas
+        self._roi_topic = t.campaign_roi
+        self._latest_topic = t.campaign_roi_latest
+        self._config = AggregationConfig(
+            window_size_seconds=settings.window_size_seconds,
+            allowed_lateness_seconds=settings.allowed_lateness_seconds,
+            attribution_window_seconds=settings.attribution_window_seconds,
+            dedup_horizon_seconds=settings.dedup_horizon_seconds,
+            currency=settings.reporting_currency,
+        )
+        currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
+        self._edge = EdgeDecoder(
+            {t.spend: "spend", t.reviews: "review"}, currencies, t.dead_letter, settings.worker_id
+        )
+
+    def new_state(self) -> Aggregation:
+        return Aggregation(self._config)
+
+    def process(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
+        if records and records[0].topic == self._deltas_topic:
+            self._process_deltas(state, records, out)
+            return
+        for record, valid in self._edge.events(records, out):
+            event = valid.event
+            if isinstance(event, Spend):
+                guarded(
+                    self._edge, record, out, lambda e=event, m=valid.money: state.on_spend(e, m)
+                )
+            elif isinstance(event, Review):
+                guarded(self._edge, record, out, lambda e=event: state.on_review(e))
+
+    def _process_deltas(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
+        for record in records:
+            try:
+                delta = _decode_delta(record.value or b"")
+            except msgspec.DecodeError as exc:
+                self._edge.reject(record, Reason.SCHEMA_VIOLATION, str(exc), out)
+                continue
+            outcome = state.on_delta(delta)
+            if outcome is Outcome.TOO_LATE:
+                out.outcomes[(record.topic, Outcome.TOO_LATE)] += 1
+
+    def flush(self, state: Aggregation, out: Outbox, now: float) -> None:
+        windows, latest = state.drain_emissions(now)
+        for window in windows:
+            out.send(self._roi_topic, window.campaign_id.encode(), _encode(window))
+        for record in latest:
+            out.send(self._latest_topic, record.campaign_id.encode(), _encode(record))
+        out.latest.extend(latest)

@@ -1,0 +1,37 @@
+"""``stream-app``: the worker, the demo, the local broker, traffic and replay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+
+from .kafka_local.cli import kafka_app
+from .settings import Settings
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker.")
+
+
+@app.command()
+def worker(log_level: str = typer.Option("INFO", help="Python log level.")) -> None:
+    """Run one processing worker until Ctrl-C (SIGINT) or SIGTERM."""
+    from .runner import run_worker
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    asyncio.run(run_worker(Settings()))
+
+
+@app.command("create-topics")
+def create_topics_cmd() -> None:
+    """Create every topic the processor uses (idempotent)."""
+    from .topics import create_topics
+
+    created = asyncio.run(create_topics(Settings()))
+    typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,148 @@
+"""Records the processor writes: per-window ROI, latest-per-campaign, deltas, dead letters.
+
+Each has a JSON Schema in ``schemas/`` (generated from these structs by
+``stream-app schemas export`` and checked in CI). Ratios are ``null`` when their
+denominator is zero; sentiment and model fields are ``null`` until those stages run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from .roi import Totals
+
+
+class Metrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Sums and ratios over one window or all time, money in ``currency``."""
+
+    currency: str
+    spend: float
+    impressions: int
+    clicks: int
+    conversions: int
+    revenue: float
+    roi: float | None
+    roas: float | None
+    cpa: float | None
+    ctr: float | None
+    cvr: float | None
+    reviews: int
+    scored_reviews: int
+    sentiment_mean: float | None
+    negative_share: float | None
+
+    @classmethod
+    def of(cls, totals: Totals, currency: str) -> Metrics:
+        return cls(
+            currency=currency,
+            spend=round(totals.spend, 6),
+            impressions=totals.impressions,
+            clicks=totals.clicks,
+            conversions=totals.conversions,
+            revenue=round(totals.revenue, 6),
+            roi=totals.roi(),
+            roas=totals.roas(),
+            cpa=totals.cpa(),
+            ctr=totals.ctr(),
+            cvr=totals.cvr(),
+            reviews=totals.reviews,
+            scored_reviews=totals.scored_reviews,
+            sentiment_mean=totals.sentiment_mean(),
+            negative_share=totals.negative_share(),
+        )
+
+    def totals(self) -> Totals:
+        """The sums back (ratios are derived, so nothing is lost)."""
+        scored = self.scored_reviews
+        return Totals(
+            spend=self.spend,
+            impressions=self.impressions,
+            clicks=self.clicks,
+            conversions=self.conversions,
+            revenue=self.revenue,
+            reviews=self.reviews,
+            scored_reviews=scored,
+            sentiment_sum=(self.sentiment_mean or 0.0) * scored,
+            negative_reviews=round((self.negative_share or 0.0) * scored),
+        )
+
+
+class Predictions(msgspec.Struct, frozen=True, kw_only=True):
+    """Model outputs attached to a window (filled by the online-learning stage)."""
+
+    p_conversion_mean: float | None = None
+    roi_nowcast: float | None = None
+    roi_forecast: float | None = None
+    model_version: str | None = None
+
+
+class WindowRoi(msgspec.Struct, frozen=True, kw_only=True):
+    """``campaign-roi``: one campaign, one event-time window, re-emitted on every change."""
+
+    schema_version: Literal[1] = 1
+    campaign_id: str
+    window_start: float
+    window_end: float
+    revision: int
+    metrics: Metrics
+    predictions: Predictions = Predictions()
+    emitted_at: float
+
+
+class CampaignLatest(msgspec.Struct, frozen=True, kw_only=True):
+    """``campaign-roi-latest`` (compacted, keyed by campaign_id): what a bidder reads."""
+
+    schema_version: Literal[1] = 1
+    campaign_id: str
+    revision: int
+    cumulative: Metrics
+    last_window: WindowRoi | None
+    too_late_events: int
+    updated_at: float
+
+
+DeltaKind = Literal["click", "conversion"]
+
+
+class CampaignDelta(msgspec.Struct, frozen=True, array_like=True):
+    """Internal (``campaign-deltas``): attribution's per-batch sums for one campaign window.
+
+    Pre-aggregating per batch keeps the repartition topic orders of magnitude smaller
+    than the click stream it summarises.
+    """
+
+    campaign_id: str
+    window_start: float
+    kind: DeltaKind
+    totals: list[float]
+    max_ts: float
+
+
+class UnattributedConversion(msgspec.Struct, frozen=True, kw_only=True):
+    """``conversions-unattributed``: counted, never dropped, for reconciliation."""
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    click_id: str
+    revenue: float
+    currency: str
+    ts: float
+    reason: Literal["unknown_click", "outside_window"]
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """``dead-letter``: the original bytes, where they came from and why they were refused."""
+
+    schema_version: Literal[1] = 1
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key_b64: str | None
+    value_b64: str
+    reason: str
+    detail: str
+    worker_id: str
+    failed_at: float

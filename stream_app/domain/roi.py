@@ -1,0 +1,92 @@
+"""Additive campaign totals and the ratios derived from them.
+
+Totals are sums, so windows, batches and partitions merge by addition; ratios are derived
+at read time and are ``None`` whenever their denominator is zero (never inf or NaN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, fields
+from typing import Self
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or ``None`` when the denominator is zero.
+
+    >>> ratio(3, 4), ratio(1, 0)
+    (0.75, None)
+    """
+    return numerator / denominator if denominator else None
+
+
+@dataclass(slots=True)
+class Totals:
+    """Sums for one campaign over a window or over all time (money in reporting currency).
+
+    Examples
+    --------
+    >>> t = Totals(spend=100.0, impressions=10_000, clicks=200, conversions=10, revenue=150.0)
+    >>> t.roi(), t.roas(), t.cpa(), t.ctr(), t.cvr()
+    (0.5, 1.5, 10.0, 0.02, 0.05)
+    >>> Totals(revenue=5.0).roi() is None
+    True
+    """
+
+    spend: float = 0.0
+    impressions: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    revenue: float = 0.0
+    reviews: int = 0
+    scored_reviews: int = 0
+    sentiment_sum: float = 0.0
+    negative_reviews: int = 0
+
+    def add(self, other: Totals) -> None:
+        self.spend += other.spend
+        self.impressions += other.impressions
+        self.clicks += other.clicks
+        self.conversions += other.conversions
+        self.revenue += other.revenue
+        self.reviews += other.reviews
+        self.scored_reviews += other.scored_reviews
+        self.sentiment_sum += other.sentiment_sum
+        self.negative_reviews += other.negative_reviews
+
+    def roi(self) -> float | None:
+        """(revenue − spend) / spend."""
+        return ratio(self.revenue - self.spend, self.spend)
+
+    def roas(self) -> float | None:
+        return ratio(self.revenue, self.spend)
+
+    def cpa(self) -> float | None:
+        """Cost per acquisition: spend / conversions."""
+        return ratio(self.spend, self.conversions)
+
+    def ctr(self) -> float | None:
+        return ratio(self.clicks, self.impressions)
+
+    def cvr(self) -> float | None:
+        return ratio(self.conversions, self.clicks)
+
+    def sentiment_mean(self) -> float | None:
+        """Mean sentiment score in [-1, 1] of the reviews that were scored."""
+        return ratio(self.sentiment_sum, self.scored_reviews)
+
+    def negative_share(self) -> float | None:
+        return ratio(self.negative_reviews, self.scored_reviews)
+
+    def to_list(self) -> list[float]:
+        """Compact positional form for state changelogs."""
+        return list(astuple(self))
+
+    @classmethod
+    def from_list(cls, values: list[float]) -> Self:
+        return cls(*values)
+
+    def is_empty(self) -> bool:
+        return not any(astuple(self))
+
+
+TOTAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Totals))

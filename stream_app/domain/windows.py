@@ -1,0 +1,233 @@
+"""Per-campaign tumbling windows and cumulative totals for one campaign-keyed partition.
+
+Event time decides the window; the partition's watermark (the largest event time seen)
+decides lateness. A window takes its own events (clicks, spend, reviews) until the
+watermark passes its end plus the allowed lateness, and attributed conversions until its
+end plus the attribution window (revenue lands in the window of the click, as ad platforms
+report it). Later events still count in the cumulative totals and are counted as too late.
+Every change re-emits the window with the next revision.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dedup import Deduplicator
+from .events import Review, Spend
+from .journal import Change
+from .outcomes import Outcome
+from .records import CampaignDelta, CampaignLatest, Metrics, WindowRoi
+from .roi import Totals
+
+
+def window_start(ts: float, size: int) -> float:
+    """Start of the tumbling window of ``size`` seconds that holds ``ts``.
+
+    >>> window_start(125.5, 60), window_start(120.0, 60)
+    (120.0, 120.0)
+    """
+    return (ts // size) * float(size)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationConfig:
+    window_size_seconds: int
+    allowed_lateness_seconds: float
+    attribution_window_seconds: float
+    dedup_horizon_seconds: float
+    currency: str
+
+
+@dataclass(slots=True)
+class WindowState:
+    totals: Totals = field(default_factory=Totals)
+    revision: int = 0
+
+
+@dataclass(slots=True)
+class CampaignState:
+    totals: Totals = field(default_factory=Totals)
+    revision: int = 0
+    last_window_start: float | None = None
+    too_late_events: int = 0
+
+
+class Aggregation:
+    """Sums spend, reviews and attribution deltas into windows and cumulative totals."""
+
+    def __init__(self, config: AggregationConfig) -> None:
+        self.config = config
+        self.watermark = 0.0
+        self.seen = Deduplicator("seen", config.dedup_horizon_seconds)
+        self.windows: dict[tuple[str, float], WindowState] = {}
+        self.campaigns: dict[str, CampaignState] = {}
+        self._starts: list[float] = []  # min-heap of window starts held, for expiry
+        self._campaigns_at: dict[float, set[str]] = {}
+        self._dirty_windows: set[tuple[str, float]] = set()
+        self._dirty_campaigns: set[str] = set()
+        self._retention = config.attribution_window_seconds + config.allowed_lateness_seconds
+
+    # -- events -------------------------------------------------------------------------
+    def on_spend(self, spend: Spend, amount: float) -> Outcome:
+        if not self.seen.first_time(spend.event_id, spend.ts):
+            return Outcome.DUPLICATE
+        totals = Totals(spend=amount, impressions=spend.impressions)
+        start = window_start(spend.ts, self.config.window_size_seconds)
+        return self._apply(spend.campaign_id, start, totals, spend.ts, 1, own_event=True)
+
+    def on_review(self, review: Review, score: float | None = None) -> Outcome:
+        """Count a review; ``score`` in [-1, 1] when it was scored for sentiment."""
+        if not self.seen.first_time(review.event_id, review.ts):
+            return Outcome.DUPLICATE
+        totals = Totals(reviews=1)
+        if score is not None:
+            totals.scored_reviews = 1
+            totals.sentiment_sum = score
+            totals.negative_reviews = int(score < 0)
+        start = window_start(review.ts, self.config.window_size_seconds)
+        return self._apply(review.campaign_id, start, totals, review.ts, 1, own_event=True)
+
+    def on_delta(self, delta: CampaignDelta) -> Outcome:
+        totals = Totals.from_list(delta.totals)
+        events = totals.clicks if delta.kind == "click" else totals.conversions
+        return self._apply(
+            delta.campaign_id,
+            delta.window_start,
+            totals,
+            delta.max_ts,
+            events,
+            own_event=delta.kind == "click",
+        )
+
+    def _apply(
+        self,
+        campaign_id: str,
+        start: float,
+        totals: Totals,
+        ts: float,
+        events: int,
+        *,
+        own_event: bool,
+    ) -> Outcome:
+        if ts > self.watermark:
+            self.watermark = ts
+        campaign = self.campaigns.get(campaign_id)
+        if campaign is None:
+            campaign = self.campaigns[campaign_id] = CampaignState()
+        campaign.totals.add(totals)
+        self._dirty_campaigns.add(campaign_id)
+        end = start + self.config.window_size_seconds
+        grace = self.config.allowed_lateness_seconds if own_event else self._retention
+        if end + grace <= self.watermark:
+            campaign.too_late_events += events
+            return Outcome.TOO_LATE
+        key = (campaign_id, start)
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = WindowState()
+            self._hold(campaign_id, start)
+        window.totals.add(totals)
+        self._dirty_windows.add(key)
+        if campaign.last_window_start is None or start > campaign.last_window_start:
+            campaign.last_window_start = start
+        return Outcome.ACCEPTED
+
+    def _hold(self, campaign_id: str, start: float) -> None:
+        held = self._campaigns_at.get(start)
+        if held is None:
+            held = self._campaigns_at[start] = set()
+            heapq.heappush(self._starts, start)
+        held.add(campaign_id)
+
+    # -- outputs ------------------------------------------------------------------------
+    def _window_record(self, campaign_id: str, start: float, now: float) -> WindowRoi:
+        window = self.windows[(campaign_id, start)]
+        return WindowRoi(
+            campaign_id=campaign_id,
+            window_start=start,
+            window_end=start + self.config.window_size_seconds,
+            revision=window.revision,
+            metrics=Metrics.of(window.totals, self.config.currency),
+            emitted_at=now,
+        )
+
+    def drain_emissions(self, now: float) -> tuple[list[WindowRoi], list[CampaignLatest]]:
+        """New revisions of every window and campaign changed since the last drain."""
+        windows = []
+        for key in sorted(self._dirty_windows):
+            self.windows[key].revision += 1
+            windows.append(self._window_record(*key, now))
+        latest = []
+        for campaign_id in sorted(self._dirty_campaigns):
+            campaign = self.campaigns[campaign_id]
+            campaign.revision += 1
+            last = campaign.last_window_start
+            latest.append(
+                CampaignLatest(
+                    campaign_id=campaign_id,
+                    revision=campaign.revision,
+                    cumulative=Metrics.of(campaign.totals, self.config.currency),
+                    last_window=(
+                        self._window_record(campaign_id, last, now)
+                        if last is not None and (campaign_id, last) in self.windows
+                        else None
+                    ),
+                    too_late_events=campaign.too_late_events,
+                    updated_at=now,
+                )
+            )
+        return windows, latest
+
+    # -- state --------------------------------------------------------------------------
+    def changes(self) -> list[Change]:
+        """Changelog records for what changed since the last call (after drain_emissions)."""
+        out: list[Change] = []
+        for campaign_id, start in self._dirty_windows:
+            w = self.windows[(campaign_id, start)]
+            out.append((f"w|{campaign_id}|{start}", [w.totals.to_list(), w.revision]))
+        for campaign_id in self._dirty_campaigns:
+            c = self.campaigns[campaign_id]
+            out.append(
+                (
+                    f"c|{campaign_id}",
+                    [c.totals.to_list(), c.revision, c.last_window_start, c.too_late_events],
+                )
+            )
+        self._dirty_windows = set()
+        self._dirty_campaigns = set()
+        out.extend(self._expire())
+        out.extend(self.seen.expire(self.watermark))
+        out.extend(self.seen.changes())
+        out.append(("watermark", self.watermark))
+        return out
+
+    def _expire(self) -> list[Change]:
+        """Drop windows no event can change any more (the cumulative totals stay)."""
+        out: list[Change] = []
+        last_open = self.watermark - self.config.window_size_seconds - self._retention
+        while self._starts and self._starts[0] <= last_open:
+            start = heapq.heappop(self._starts)
+            for campaign_id in self._campaigns_at.pop(start, ()):
+                del self.windows[(campaign_id, start)]
+                out.append((f"w|{campaign_id}|{start}", None))
+        return out
+
+    def restore(self, key: str, value: Any) -> None:
+        if key == "watermark":
+            self.watermark = float(value)
+        elif self.seen.owns(key):
+            self.seen.restore(key, value)
+        elif key.startswith("w|"):
+            campaign_id, start_s = key[2:].rsplit("|", 1)
+            start = float(start_s)
+            self.windows[(campaign_id, start)] = WindowState(Totals.from_list(value[0]), value[1])
+            self._hold(campaign_id, start)
+        elif key.startswith("c|"):
+            totals, revision, last, too_late = value
+            self.campaigns[key[2:]] = CampaignState(
+                Totals.from_list(totals), revision, last, too_late
+            )
+        else:
+            raise ValueError(f"unknown aggregation state key {key!r}")

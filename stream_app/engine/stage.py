@@ -1,0 +1,58 @@
+"""What a processing stage (a batch agent) is to the engine."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka.structs import ConsumerRecord
+
+from ..domain.journal import Change
+from ..domain.records import CampaignLatest
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What one transaction produces: records to send, and counts for the metrics.
+
+    The engine sends ``messages`` inside the open transaction; the counts are observed
+    only after it commits, so metrics never count work that was rolled back.
+    """
+
+    messages: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    unattributed: Counter[str] = field(default_factory=Counter)
+    latest: list[CampaignLatest] = field(default_factory=list)
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.messages.append((topic, key, value))
+
+
+class PartitionState(Protocol):
+    """Domain state of one input partition of one stage."""
+
+    def changes(self) -> list[Change]: ...
+
+    def restore(self, key: str, value: Any) -> None: ...
+
+
+class Stage(Protocol):
+    """A group of co-partitioned input topics with one state per partition.
+
+    ``process`` gets each partition's records as one list, in offset order; ``flush``
+    runs once per transaction, just before the state's changes are written.
+    """
+
+    name: str
+    topics: Sequence[str]
+
+    def new_state(self) -> PartitionState: ...
+
+    def process(
+        self, state: Any, records: Sequence[ConsumerRecord[bytes, bytes]], out: Outbox
+    ) -> None: ...
+
+    def flush(self, state: Any, out: Outbox, now: float) -> None: ...

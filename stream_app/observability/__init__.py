@@ -1,0 +1,5 @@
+"""Prometheus metrics, built in one place from an injected registry."""
+
+from .metrics import Metrics
+
+__all__ = ["Metrics"]

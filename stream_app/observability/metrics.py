@@ -1,0 +1,155 @@
+"""Every metric the worker exports, built from an injected registry (one per test).
+
+Names follow Prometheus conventions: base units, ``_total`` counters, ``_ratio`` for
+unitless ratios. Money gauges carry the reporting currency as a label. Campaign labels
+are bounded by :class:`LabelBudget`; campaigns beyond the budget are summed into
+``campaign="other"``. A ratio whose denominator is zero is absent, not NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from aiokafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..domain.records import CampaignLatest, Metrics as RecordMetrics
+from ..domain.roi import Totals
+from ..engine.stage import Outbox
+from .labels import OTHER, LabelBudget
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The worker's metrics; :meth:`observe_commit` is the engine's commit observer."""
+
+    def __init__(self, registry: CollectorRegistry, max_campaigns: int) -> None:
+        self.registry = registry
+        self._budget = LabelBudget(max_campaigns)
+        self._others: dict[str, RecordMetrics] = {}
+        self.events = Counter(
+            "stream_app_events_total",
+            "Input events by topic and outcome (accepted, duplicate, attributed, ...).",
+            ["topic", "outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "stream_app_dead_letters_total",
+            "Input records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.transactions = Counter(
+            "stream_app_transactions_total",
+            "Committed Kafka transactions (outputs + state + offsets).",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "stream_app_processing_latency_seconds",
+            "From the Kafka timestamp of the oldest record of a partition batch to the "
+            "commit of the transaction that carries its results.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.commit_duration = Histogram(
+            "stream_app_commit_duration_seconds",
+            "Time to flush, produce and commit one transaction.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "stream_app_consumer_lag_messages",
+            "Records in assigned input partitions not yet processed, summed per topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.unattributed = Counter(
+            "stream_app_conversions_unattributed_total",
+            "Conversions with no click in the attribution window, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+
+        def campaign_gauge(name: str, doc: str, *extra: str) -> Gauge:
+            return Gauge(name, doc, ["campaign", *extra], registry=registry)
+
+        self.spend = campaign_gauge(
+            "stream_app_campaign_spend", "Cumulative spend (reporting currency).", "currency"
+        )
+        self.revenue = campaign_gauge(
+            "stream_app_campaign_revenue", "Cumulative attributed revenue.", "currency"
+        )
+        self.roi = campaign_gauge("stream_app_campaign_roi_ratio", "Cumulative ROI.")
+        self.roas = campaign_gauge("stream_app_campaign_roas_ratio", "Cumulative ROAS.")
+        self.ctr = campaign_gauge("stream_app_campaign_ctr_ratio", "Cumulative CTR.")
+        self.cvr = campaign_gauge("stream_app_campaign_cvr_ratio", "Cumulative CVR.")
+        self.window_roi = campaign_gauge(
+            "stream_app_campaign_window_roi_ratio", "ROI of the campaign's latest window."
+        )
+        self.sentiment = campaign_gauge(
+            "stream_app_campaign_sentiment_mean", "Mean review sentiment in [-1, 1]."
+        )
+
+    # -- observer -----------------------------------------------------------------------
+    def observe_commit(
+        self,
+        out: Outbox,
+        duration: float,
+        oldest_ms: Mapping[TopicPartition, int],
+        lag: Mapping[str, int],
+        now: float,
+    ) -> None:
+        self.transactions.inc()
+        self.commit_duration.observe(duration)
+        for ts_ms in oldest_ms.values():
+            self.latency.observe(max(0.0, now - ts_ms / 1000))
+        for (topic, outcome), n in out.outcomes.items():
+            self.events.labels(topic, outcome).inc(n)
+        for reason, n in out.dead_letters.items():
+            self.dead_letters.labels(reason).inc(n)
+        for reason, n in out.unattributed.items():
+            self.unattributed.labels(reason).inc(n)
+        for topic, messages in lag.items():
+            self.lag.labels(topic).set(messages)
+        others_changed = False
+        for record in out.latest:
+            label = self._budget.label(record.campaign_id)
+            if label == OTHER:
+                self._others[record.campaign_id] = record.cumulative
+                others_changed = True
+            else:
+                self._set_campaign(label, record.cumulative)
+                window = record.last_window
+                _set(self.window_roi, label, window.metrics.roi if window else None)
+        if others_changed:
+            self._set_campaign(OTHER, _sum(self._others.values()))
+
+    def _set_campaign(self, label: str, m: RecordMetrics) -> None:
+        self.spend.labels(label, m.currency).set(m.spend)
+        self.revenue.labels(label, m.currency).set(m.revenue)
+        _set(self.roi, label, m.roi)
+        _set(self.roas, label, m.roas)
+        _set(self.ctr, label, m.ctr)
+        _set(self.cvr, label, m.cvr)
+        _set(self.sentiment, label, m.sentiment_mean)
+
+
+def _set(gauge: Gauge, label: str, value: float | None) -> None:
+    if value is None:
+        try:
+            gauge.remove(label)
+        except KeyError:
+            pass
+    else:
+        gauge.labels(label).set(value)
+
+
+def _sum(metrics: Iterable[RecordMetrics]) -> RecordMetrics:
+    """Totals over many campaigns, with every ratio recomputed from the sums."""
+    totals = Totals()
+    currency = ""
+    for m in metrics:
+        currency = m.currency
+        totals.add(m.totals())
+    return RecordMetrics.of(totals, currency)

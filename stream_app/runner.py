@@ -1,0 +1,48 @@
+"""Assembling and running one worker from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from .agents import AggregationAgent, AttributionAgent
+from .engine import Worker
+from .observability import Metrics
+from .settings import Settings
+from .topics import create_topics
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
+    return Worker(
+        [AttributionAgent(settings), AggregationAgent(settings)],
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.consumer_group,
+        transactional_id=f"{settings.app_id}-{settings.worker_id}",
+        state_topic=settings.state_topic,
+        commit_interval_seconds=settings.commit_interval_seconds,
+        max_poll_records=settings.max_poll_records,
+        on_commit=metrics.observe_commit if metrics else None,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Create missing topics, serve /metrics, process until SIGINT or SIGTERM."""
+    created = await create_topics(settings)
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, settings.metrics_max_campaigns)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=registry)
+        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+    worker = build_worker(settings, metrics)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run()
+    log.info("worker stopped after %d transactions", worker.committed_transactions)

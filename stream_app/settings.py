@@ -1,0 +1,124 @@
+"""The one settings object: every topic name, size and knob, fed by environment variables.
+
+Each field reads ``STREAM_APP_<FIELD>`` (for example ``STREAM_APP_WINDOW_SIZE_SECONDS=30``);
+a ``.env`` file in the working directory is read too. ``docs/configuration.md`` lists them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .kafka_local.config import LocalKafkaConfig
+
+DEFAULT_RATES: dict[str, float] = {
+    "USD": 1.0,
+    "EUR": 1.08,
+    "GBP": 1.27,
+    "JPY": 0.0067,
+    "CAD": 0.73,
+    "AUD": 0.66,
+}
+
+
+class Topics(BaseSettings):
+    """Kafka topic names; one name per concept, as in docs/topics.md."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAM_APP_TOPIC_", frozen=True)
+
+    clicks: str = "clicks"
+    conversions: str = "conversions"
+    spend: str = "spend"
+    reviews: str = "reviews"
+    campaign_deltas: str = "campaign-deltas"
+    campaign_roi: str = "campaign-roi"
+    campaign_roi_latest: str = "campaign-roi-latest"
+    conversions_unattributed: str = "conversions-unattributed"
+    dead_letter: str = "dead-letter"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the worker, the generator and the demo."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAM_APP_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    app_id: str = Field("campaign-roi", description="Consumer group and state-topic prefix.")
+    worker_id: str = Field(
+        "worker-1", description="Stable per worker; names its transactional producer."
+    )
+    bootstrap_servers: str = Field(
+        "", description="Kafka to use; empty means the local broker on 127.0.0.1:kafka_port."
+    )
+    partitions: PositiveInt = Field(4, description="Partitions of every input and state topic.")
+
+    # local broker (stream-app kafka start)
+    kafka_port: PositiveInt = 9092
+    kafka_controller_port: PositiveInt = 9093
+    kafka_data_dir: Path = Path.home() / ".local/share/stream-app/kafka"
+    kafka_cache_dir: Path = Path.home() / ".cache/stream-app"
+
+    # semantics (docs/semantics.md)
+    window_size_seconds: PositiveInt = 60
+    allowed_lateness_seconds: float = Field(120.0, ge=0)
+    attribution_window_seconds: PositiveFloat = 7 * 86400.0
+    conversion_grace_seconds: float = Field(
+        3600.0, ge=0, description="How long a conversion may wait for its click."
+    )
+    dedup_horizon_seconds: PositiveFloat = 86400.0
+    reporting_currency: str = "USD"
+    currency_rates: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RATES),
+        description="Units of reporting currency per unit of each currency (JSON).",
+    )
+
+    # processing
+    commit_interval_seconds: PositiveFloat = Field(
+        0.5, description="One Kafka transaction (outputs, state, offsets) per interval."
+    )
+    max_poll_records: PositiveInt = 5000
+
+    # observability
+    metrics_port: int = Field(9308, ge=0, description="Prometheus /metrics; 0 disables.")
+    metrics_max_campaigns: PositiveInt = Field(
+        50, description="Campaigns with their own label value; the rest are 'other'."
+    )
+
+    topics: Topics = Field(default_factory=Topics)
+
+    @field_validator("currency_rates")
+    @classmethod
+    def _rates_positive(cls, rates: dict[str, float]) -> dict[str, float]:
+        bad = [code for code, rate in rates.items() if not rate > 0]
+        if bad:
+            raise ValueError(f"currency rates must be positive: {bad}")
+        return {code.upper(): rate for code, rate in rates.items()}
+
+    @model_validator(mode="after")
+    def _local_bootstrap(self) -> Settings:
+        if not self.bootstrap_servers:
+            object.__setattr__(self, "bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
+        if self.reporting_currency not in self.currency_rates:
+            raise ValueError(f"reporting currency {self.reporting_currency} has no rate")
+        return self
+
+    @cached_property
+    def consumer_group(self) -> str:
+        return self.app_id
+
+    def local_kafka(self) -> LocalKafkaConfig:
+        """The embedded broker's configuration, from the same settings."""
+        return LocalKafkaConfig(
+            port=self.kafka_port,
+            controller_port=self.kafka_controller_port,
+            data_dir=self.kafka_data_dir,
+            cache_dir=self.kafka_cache_dir,
+        )
+
+    def state_topic(self, stage: str) -> str:
+        """Compacted changelog topic of one processing stage."""
+        return f"{self.app_id}-{stage}-changelog"

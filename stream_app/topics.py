@@ -1,0 +1,56 @@
+"""Every topic the processor reads or writes, with its partitions and configuration."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from .settings import Settings
+
+COMPACTED = {"cleanup.policy": "compact"}
+STATE = {
+    "cleanup.policy": "compact",
+    "max.message.bytes": str(16 * 1024 * 1024),
+    "segment.ms": str(3600 * 1000),
+}
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Inputs, the repartition topic and the state changelogs share one partition count
+    so that co-partitioned topics line up partition for partition (docs/topology.md)."""
+    t = settings.topics
+    n = settings.partitions
+
+    def spec(name: str, config: dict[str, str] | None = None) -> NewTopic:
+        return NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=config or {})
+
+    return [
+        spec(t.clicks),
+        spec(t.conversions),
+        spec(t.spend),
+        spec(t.reviews),
+        spec(t.campaign_deltas),
+        spec(t.campaign_roi),
+        spec(t.campaign_roi_latest, COMPACTED),
+        spec(t.conversions_unattributed),
+        spec(t.dead_letter),
+        spec(settings.state_topic("attribution"), STATE),
+        spec(settings.state_topic("aggregation"), STATE),
+    ]
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create whatever topics are missing; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them in between
+        return [s.name for s in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,211 @@
+"""The local broker for real: Maven-resolved jars, a KRaft JVM, aiokafka clients.
+
+The broker runs on free (non-default) ports with a temporary data dir, so a developer's
+own broker on 9092 is never touched; the jar cache is the shared one, so only the very
+first run anywhere resolves from Maven Central. Nothing here skips: without Java, Maven
+or Maven Central these tests fail, because then ``stream-app kafka start`` would too.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream_app.kafka_local import (
+    BrokerInfo,
+    LocalKafkaConfig,
+    ensure_jars,
+    is_ready,
+    start,
+    status,
+    stop,
+    wait_ready,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct ephemeral ports, all held open until every one is chosen."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaConfig]:
+    port, controller_port = _free_ports(2)
+    config = replace(
+        LocalKafkaConfig.from_env(),  # keeps the shared jar cache (STREAM_APP_KAFKA_CACHE_DIR)
+        port=port,
+        controller_port=controller_port,
+        data_dir=tmp_path_factory.mktemp("kafka-data"),
+    )
+    ensure_jars(config)  # resolved once for the whole module, reused when cached
+    yield config
+    stop(config)  # never leave a JVM behind, whatever failed
+
+
+@pytest.fixture
+def broker(cfg: LocalKafkaConfig) -> BrokerInfo:
+    """Idempotent start: the first test launches the broker, later ones reuse it."""
+    return start(cfg)
+
+
+async def _create_topic(bootstrap: str) -> str:
+    name = f"it-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name=name, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    return name
+
+
+async def _consume(bootstrap: str, topic: str, isolation: str, until: bytes) -> list[bytes]:
+    """Read from the beginning until the record ``until`` arrives (or 30 s pass)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"it-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        isolation_level=isolation,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        for _ in range(60):
+            batches = await consumer.getmany(timeout_ms=500)
+            values += [rec.value for recs in batches.values() for rec in recs if rec.value]
+            if until in values:
+                break
+    finally:
+        await consumer.stop()
+    return values
+
+
+def test_started_broker_answers_kafka_protocol(broker: BrokerInfo, cfg: LocalKafkaConfig) -> None:
+    assert broker.bootstrap == cfg.bootstrap == f"127.0.0.1:{cfg.port}"
+    assert cfg.pid_file.read_text().strip() == str(broker.pid)
+    wait_ready(cfg.bootstrap, timeout=5)
+    assert is_ready(cfg.bootstrap)
+    st = status(cfg)
+    assert (st.running, st.ready, st.pid) == (True, True, broker.pid)
+    assert cfg.broker_log.stat().st_size > 0, "broker logs must go to the data dir"
+
+
+@pytest.mark.asyncio
+async def test_aiokafka_sees_exactly_this_broker(broker: BrokerInfo) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    nodes = [(b["node_id"], b["host"], b["port"]) for b in cluster["brokers"]]
+    assert nodes == [(1, "127.0.0.1", int(broker.bootstrap.rsplit(":", 1)[1]))]
+
+
+def test_second_start_reuses_the_running_broker(broker: BrokerInfo, cfg: LocalKafkaConfig) -> None:
+    again = start(cfg)
+    assert again.reused
+    assert again.pid == broker.pid
+
+
+@pytest.mark.asyncio
+async def test_produce_consume_round_trip(broker: BrokerInfo) -> None:
+    topic = await _create_topic(broker.bootstrap)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for value in (b"one", b"two", b"three"):
+            await producer.send_and_wait(topic, value, key=b"k")
+    finally:
+        await producer.stop()
+    assert await _consume(broker.bootstrap, topic, "read_uncommitted", b"three") == [
+        b"one",
+        b"two",
+        b"three",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_transactions_commit_and_abort_on_one_node(broker: BrokerInfo) -> None:
+    topic = await _create_topic(broker.bootstrap)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap, transactional_id=f"it-{uuid.uuid4().hex[:8]}"
+    )
+    await producer.start()  # InitProducerId: needs __transaction_state at RF 1
+    try:
+        async with producer.transaction():
+            await producer.send(topic, b"committed-1")
+            await producer.send(topic, b"committed-2")
+        await producer.begin_transaction()
+        await producer.send(topic, b"aborted")
+        await producer.abort_transaction()
+        async with producer.transaction():
+            await producer.send(topic, b"committed-3")
+    finally:
+        await producer.stop()
+
+    committed = await _consume(broker.bootstrap, topic, "read_committed", b"committed-3")
+    assert committed == [b"committed-1", b"committed-2", b"committed-3"]
+    # The aborted record really was written: read_committed filtered it, not luck.
+    raw = await _consume(broker.bootstrap, topic, "read_uncommitted", b"committed-3")
+    assert b"aborted" in raw
+
+
+def test_stop_is_clean_and_stale_pid_file_starts_fresh(
+    broker: BrokerInfo, cfg: LocalKafkaConfig
+) -> None:
+    assert stop(cfg) is True
+    assert _process_gone(broker.pid)
+    assert not cfg.pid_file.exists()
+    assert not is_ready(cfg.bootstrap)
+    assert status(cfg).running is False
+    assert stop(cfg) is False, "stopping a stopped broker is a no-op"
+
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as finished:
+        finished.wait()
+    cfg.pid_file.write_text(f"{finished.pid}\n")  # a process that no longer exists
+    assert status(cfg).running is False
+    cfg.pid_file.write_text(f"{os.getpid()}\n")  # alive, but not a Kafka broker
+    assert status(cfg).running is False
+
+    fresh = start(cfg)
+    try:
+        assert not fresh.reused
+        assert fresh.pid not in (broker.pid, os.getpid())
+        assert is_ready(cfg.bootstrap)
+    finally:
+        assert stop(cfg) is True
+    assert _process_gone(fresh.pid)
