@@ -33,5 +33,22 @@ def create_topics_cmd() -> None:
     typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 
+@app.command()
+def schemas(out: str = typer.Option("schemas", help="Directory to write into.")) -> None:
+    """Write schemas/*.schema.json from the event and record structs."""
+    from pathlib import Path
+
+    import orjson
+
+    from .domain.schemas import SCHEMA_TYPES, json_schema
+
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in SCHEMA_TYPES:
+        path = target / f"{name}.schema.json"
+        path.write_bytes(orjson.dumps(json_schema(name), option=orjson.OPT_INDENT_2) + b"\n")
+        typer.echo(path)
+
+
 def main() -> None:
     app()

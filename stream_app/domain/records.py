@@ -116,7 +116,7 @@ class CampaignDelta(msgspec.Struct, frozen=True, array_like=True):
     campaign_id: str
     window_start: float
     kind: DeltaKind
-    totals: list[float]
+    totals: list[int | float]  # Totals.to_list(): counts stay integers
     max_ts: float
 
 

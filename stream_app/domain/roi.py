@@ -77,12 +77,12 @@ class Totals:
     def negative_share(self) -> float | None:
         return ratio(self.negative_reviews, self.scored_reviews)
 
-    def to_list(self) -> list[float]:
+    def to_list(self) -> list[int | float]:
         """Compact positional form for state changelogs."""
         return list(astuple(self))
 
     @classmethod
-    def from_list(cls, values: list[float]) -> Self:
+    def from_list(cls, values: list[int | float]) -> Self:
         return cls(*values)
 
     def is_empty(self) -> bool:

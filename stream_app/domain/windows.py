@@ -65,8 +65,11 @@ class Aggregation:
         self.campaigns: dict[str, CampaignState] = {}
         self._starts: list[float] = []  # min-heap of window starts held, for expiry
         self._campaigns_at: dict[float, set[str]] = {}
+        # changed since the last emission, and emitted since the last changelog write
         self._dirty_windows: set[tuple[str, float]] = set()
         self._dirty_campaigns: set[str] = set()
+        self._unsaved_windows: set[tuple[str, float]] = set()
+        self._unsaved_campaigns: set[str] = set()
         self._retention = config.attribution_window_seconds + config.allowed_lateness_seconds
 
     # -- events -------------------------------------------------------------------------
@@ -178,16 +181,20 @@ class Aggregation:
                     updated_at=now,
                 )
             )
+        self._unsaved_windows |= self._dirty_windows
+        self._unsaved_campaigns |= self._dirty_campaigns
+        self._dirty_windows = set()
+        self._dirty_campaigns = set()
         return windows, latest
 
     # -- state --------------------------------------------------------------------------
     def changes(self) -> list[Change]:
         """Changelog records for what changed since the last call (after drain_emissions)."""
         out: list[Change] = []
-        for campaign_id, start in self._dirty_windows:
+        for campaign_id, start in self._unsaved_windows:
             w = self.windows[(campaign_id, start)]
             out.append((f"w|{campaign_id}|{start}", [w.totals.to_list(), w.revision]))
-        for campaign_id in self._dirty_campaigns:
+        for campaign_id in self._unsaved_campaigns:
             c = self.campaigns[campaign_id]
             out.append(
                 (
@@ -195,8 +202,8 @@ class Aggregation:
                     [c.totals.to_list(), c.revision, c.last_window_start, c.too_late_events],
                 )
             )
-        self._dirty_windows = set()
-        self._dirty_campaigns = set()
+        self._unsaved_windows = set()
+        self._unsaved_campaigns = set()
         out.extend(self._expire())
         out.extend(self.seen.expire(self.watermark))
         out.extend(self.seen.changes())

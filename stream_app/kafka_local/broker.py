@@ -263,18 +263,30 @@ def _terminate(pid: int, timeout: float) -> None:
         raise LocalKafkaError(f"broker pid {pid} survived SIGKILL")
 
 
-def _tail(path: Path, lines: int) -> str:
+def _log_size(path: Path) -> int:
     try:
-        text = path.read_text(errors="replace")
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _tail(path: Path, lines: int, since: int = 0) -> str:
+    """Last lines written after byte ``since`` (the whole file if it was rolled over)."""
+    try:
+        with path.open("rb") as handle:
+            if since <= path.stat().st_size:
+                handle.seek(since)
+            text = handle.read().decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _failure_report(cfg: LocalKafkaConfig) -> str:
+def _failure_report(cfg: LocalKafkaConfig, log_offset: int = 0) -> str:
+    """Tails of the JVM output and of this run's part of the broker log."""
     parts = []
-    for path, lines in ((cfg.stdout_log, 20), (cfg.broker_log, 40)):
-        tail = _tail(path, lines)
+    for path, lines, since in ((cfg.stdout_log, 20, 0), (cfg.broker_log, 40, log_offset)):
+        tail = _tail(path, lines, since)
         if tail.strip():
             parts.append(f"--- last lines of {path} ---\n{tail}")
     return "\n".join(parts) or f"(no output in {cfg.broker_log} or {cfg.stdout_log})"
@@ -422,6 +434,7 @@ def _launch(cfg: LocalKafkaConfig, lib: Path) -> int:
     _format_storage(cfg, lib, _cluster_id(cfg, lib))
     command = [*_jvm_base(cfg, lib), f"-Xmx{cfg.heap}", "-XX:+UseG1GC"]
     command += ["-XX:MaxGCPauseMillis=20", MAIN_CLASS, str(cfg.server_properties)]
+    log_offset = _log_size(cfg.broker_log)  # the log is appended to across runs
     with cfg.stdout_log.open("wb") as out:
         proc = subprocess.Popen(
             command,
@@ -438,7 +451,7 @@ def _launch(cfg: LocalKafkaConfig, lib: Path) -> int:
     except LocalKafkaError as exc:
         _terminate(proc.pid, 5.0)
         cfg.pid_file.unlink(missing_ok=True)
-        raise BrokerStartError(f"{exc}\n{_failure_report(cfg)}") from exc
+        raise BrokerStartError(f"{exc}\n{_failure_report(cfg, log_offset)}") from exc
     return proc.pid
 
 

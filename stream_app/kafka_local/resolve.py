@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 RESOLVE_TIMEOUT_S = 900.0
 MARKER = ".complete"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class JarResolveError(LocalKafkaError):
@@ -111,9 +113,10 @@ def file_lock(path: Path) -> Iterator[None]:
 
 def _tail(path: Path, lines: int = 30) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = _ANSI.sub("", path.read_text(errors="replace"))
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def ensure_jars(cfg: LocalKafkaConfig) -> Path:

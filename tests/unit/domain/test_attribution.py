@@ -1,0 +1,128 @@
+"""Attribution rules: window, grace, duplicates, and state that survives a restore."""
+
+from __future__ import annotations
+
+import orjson
+
+from stream_app.domain.attribution import Attribution, AttributionConfig
+from stream_app.domain.events import Click, Conversion
+from stream_app.domain.outcomes import Outcome
+from stream_app.domain.records import CampaignDelta
+from stream_app.domain.roi import Totals
+
+T0 = 1_767_225_600.0
+CONFIG = AttributionConfig(
+    window_size_seconds=60,
+    attribution_window_seconds=600.0,
+    conversion_grace_seconds=30.0,
+    dedup_horizon_seconds=3600.0,
+    currency="USD",
+)
+
+
+def click(n: int, ts: float, campaign: str = "c1") -> Click:
+    return Click(1, f"click-ev-{n}", f"k{n}", campaign, "search", "u1", ts)
+
+
+def conversion(n: int, ts: float, click_n: int | None = None) -> Conversion:
+    return Conversion(1, f"conv-ev-{n}", f"k{click_n if click_n is not None else n}", 10.0, "USD", ts)
+
+
+def sums(deltas: list[CampaignDelta]) -> dict[tuple[str, float, str], Totals]:
+    out: dict[tuple[str, float, str], Totals] = {}
+    for d in deltas:
+        out.setdefault((d.campaign_id, d.window_start, d.kind), Totals()).add(Totals.from_list(d.totals))
+    return out
+
+
+def test_conversion_within_window_counts_in_the_click_window() -> None:
+    a = Attribution(CONFIG)
+    assert a.on_click(click(1, T0 + 5)) is Outcome.ACCEPTED
+    assert a.on_conversion(conversion(1, T0 + 500), 10.0) is Outcome.ATTRIBUTED
+    got = sums(a.drain_deltas())
+    assert got[("c1", T0, "click")].clicks == 1
+    assert got[("c1", T0, "conversion")].conversions == 1
+    assert got[("c1", T0, "conversion")].revenue == 10.0
+
+
+def test_conversion_outside_window_is_unattributed_not_dropped() -> None:
+    a = Attribution(CONFIG)
+    a.on_click(click(1, T0))
+    assert a.on_conversion(conversion(1, T0 + 601), 10.0) is Outcome.UNATTRIBUTED
+    [lost] = a.drain_unattributed()
+    assert (lost.reason, lost.revenue, lost.click_id) == ("outside_window", 10.0, "k1")
+
+
+def test_conversion_before_its_click_waits_within_grace() -> None:
+    a = Attribution(CONFIG)
+    assert a.on_conversion(conversion(1, T0 + 3), 10.0) is Outcome.PENDING
+    a.expire_pending()
+    assert a.drain_unattributed() == []
+    a.on_click(click(1, T0 + 1))
+    got = sums(a.drain_deltas())
+    assert got[("c1", T0, "conversion")].conversions == 1
+    assert a.pending == {}
+
+
+def test_conversion_whose_click_never_comes_expires_after_grace() -> None:
+    a = Attribution(CONFIG)
+    a.on_conversion(conversion(1, T0), 10.0)
+    a.on_click(click(2, T0 + 29))
+    a.expire_pending()
+    assert a.drain_unattributed() == []
+    a.on_click(click(3, T0 + 31))
+    a.expire_pending()
+    [lost] = a.drain_unattributed()
+    assert lost.reason == "unknown_click"
+
+
+def test_duplicates_are_counted_once() -> None:
+    a = Attribution(CONFIG)
+    assert a.on_click(click(1, T0)) is Outcome.ACCEPTED
+    assert a.on_click(click(1, T0)) is Outcome.DUPLICATE
+    assert a.on_conversion(conversion(1, T0 + 1), 10.0) is Outcome.ATTRIBUTED
+    assert a.on_conversion(conversion(1, T0 + 1), 10.0) is Outcome.DUPLICATE
+    got = sums(a.drain_deltas())
+    assert got[("c1", T0, "click")].clicks == 1
+    assert got[("c1", T0, "conversion")].conversions == 1
+
+
+def restored(a: Attribution, log: dict[str, object]) -> Attribution:
+    """Apply ``a``'s changes to a compacted log and rebuild from it, like the engine."""
+    for key, value in a.changes():
+        if value is None:
+            log.pop(key, None)
+        else:
+            log[key] = orjson.loads(orjson.dumps(value))
+    b = Attribution(CONFIG)
+    for key, value in log.items():
+        b.restore(key, value)
+    return b
+
+
+def test_state_survives_a_restore_mid_stream() -> None:
+    log: dict[str, object] = {}
+    a = Attribution(CONFIG)
+    a.on_click(click(1, T0))
+    a.on_conversion(conversion(2, T0 + 1), 10.0)  # waits for click 2
+    a.drain_deltas()
+    b = restored(a, log)
+    assert b.on_click(click(1, T0)) is Outcome.DUPLICATE
+    assert b.on_conversion(conversion(1, T0 + 2), 10.0) is Outcome.ATTRIBUTED
+    b.on_click(click(2, T0 + 2))
+    got = sums(b.drain_deltas())
+    assert got[("c1", T0, "conversion")].conversions == 2
+    assert b.watermark == T0 + 2
+
+
+def test_expired_clicks_and_ids_are_deleted_from_the_log() -> None:
+    log: dict[str, object] = {}
+    a = Attribution(CONFIG)
+    a.on_click(click(1, T0))
+    a = restored(a, log)
+    assert any(k.startswith("click|") for k in log)
+    a.on_click(click(2, T0 + 3 * 3600 + 1000))  # far past window + grace and dedup horizon
+    b = restored(a, log)
+    assert "k1" not in b.clicks
+    assert "k2" in b.clicks
+    assert b.on_conversion(conversion(9, T0 + 3 * 3600 + 1001, click_n=1), 1.0) is Outcome.PENDING

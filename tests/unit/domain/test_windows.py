@@ -1,0 +1,125 @@
+"""Windows, lateness, revisions and cumulative totals of the aggregation stage."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream_app.domain.events import Review, Spend
+from stream_app.domain.outcomes import Outcome
+from stream_app.domain.records import CampaignDelta
+from stream_app.domain.roi import Totals
+from stream_app.domain.windows import Aggregation, AggregationConfig
+
+T0 = 1_767_225_600.0
+CONFIG = AggregationConfig(
+    window_size_seconds=60,
+    allowed_lateness_seconds=30.0,
+    attribution_window_seconds=600.0,
+    dedup_horizon_seconds=3600.0,
+    currency="USD",
+)
+
+
+def spend(n: int, ts: float, amount: float = 10.0, campaign: str = "c1") -> Spend:
+    return Spend(1, f"s{n}", campaign, "search", amount, "USD", 100, ts)
+
+
+def conversions(window: float, n: int, revenue: float, ts: float) -> CampaignDelta:
+    totals = Totals(conversions=n, revenue=revenue)
+    return CampaignDelta("c1", window, "conversion", totals.to_list(), ts)
+
+
+def test_each_change_re_emits_the_window_with_the_next_revision() -> None:
+    agg = Aggregation(CONFIG)
+    agg.on_spend(spend(1, T0 + 1), 10.0)
+    [w1], [latest1] = agg.drain_emissions(now=0.0)
+    assert (w1.revision, w1.metrics.spend, latest1.revision) == (1, 10.0, 1)
+    agg.on_delta(conversions(T0, 1, 25.0, T0 + 300))
+    [w2], [latest2] = agg.drain_emissions(now=0.0)
+    assert (w2.window_start, w2.revision, w2.metrics.revenue) == (T0, 2, 25.0)
+    assert w2.metrics.roi == 1.5
+    assert latest2.cumulative.roas == 2.5
+    assert agg.drain_emissions(now=0.0) == ([], [])
+
+
+def test_late_event_within_lateness_updates_its_window() -> None:
+    agg = Aggregation(CONFIG)
+    agg.on_spend(spend(1, T0 + 70), 10.0)
+    assert agg.on_spend(spend(2, T0 + 59), 5.0) is Outcome.ACCEPTED  # end 60 + 30 > 70
+    windows, _ = agg.drain_emissions(now=0.0)
+    assert {w.window_start: w.metrics.spend for w in windows} == {T0: 5.0, T0 + 60: 10.0}
+
+
+def test_too_late_event_counts_only_in_cumulative_totals() -> None:
+    agg = Aggregation(CONFIG)
+    agg.on_spend(spend(1, T0 + 200), 10.0)
+    agg.drain_emissions(now=0.0)
+    assert agg.on_spend(spend(2, T0 + 10), 5.0) is Outcome.TOO_LATE
+    windows, [latest] = agg.drain_emissions(now=0.0)
+    assert windows == []
+    assert latest.cumulative.spend == 15.0
+    assert latest.too_late_events == 1
+
+
+def test_conversions_reach_old_click_windows_within_the_attribution_window() -> None:
+    agg = Aggregation(CONFIG)
+    agg.on_spend(spend(1, T0 + 500), 10.0)  # click window T0 is closed for its own events
+    assert agg.on_delta(conversions(T0, 2, 40.0, T0 + 550)) is Outcome.ACCEPTED
+    windows, _ = agg.drain_emissions(now=0.0)
+    assert {w.window_start: w.metrics.conversions for w in windows} == {T0: 2, T0 + 480: 0}
+
+
+def test_review_without_score_counts_but_has_no_sentiment() -> None:
+    agg = Aggregation(CONFIG)
+    agg.on_review(Review(1, "r1", "c1", "great", T0))
+    agg.on_review(Review(1, "r2", "c1", "bad", T0), score=-0.5)
+    [w], _ = agg.drain_emissions(now=0.0)
+    assert (w.metrics.reviews, w.metrics.scored_reviews) == (2, 1)
+    assert (w.metrics.sentiment_mean, w.metrics.negative_share) == (-0.5, 1.0)
+
+
+def rebuild(agg: Aggregation, log: dict[str, object]) -> Aggregation:
+    for key, value in agg.changes():
+        if value is None:
+            log.pop(key, None)
+        else:
+            log[key] = orjson.loads(orjson.dumps(value))
+    fresh = Aggregation(CONFIG)
+    for key, value in log.items():
+        fresh.restore(key, value)
+    return fresh
+
+
+def test_revisions_and_totals_survive_a_restore_and_old_windows_expire() -> None:
+    log: dict[str, object] = {}
+    agg = Aggregation(CONFIG)
+    agg.on_spend(spend(1, T0), 10.0)
+    agg.drain_emissions(now=0.0)
+    agg = rebuild(agg, log)
+    assert agg.on_spend(spend(1, T0), 10.0) is Outcome.DUPLICATE
+    agg.on_spend(spend(2, T0 + 1), 1.0)
+    [w], [latest] = agg.drain_emissions(now=0.0)
+    assert (w.revision, w.metrics.spend, latest.revision) == (2, 11.0, 2)
+    agg.on_spend(spend(3, T0 + 60 + 630 + 60), 1.0)  # past end + attribution + lateness
+    agg.drain_emissions(now=0.0)
+    agg = rebuild(agg, log)
+    assert ("c1", T0) not in agg.windows
+    assert agg.campaigns["c1"].totals.spend == 12.0
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 3600), st.floats(0, 100, allow_nan=False), st.sampled_from("ab")),
+        max_size=60,
+    )
+)
+def test_cumulative_totals_never_depend_on_arrival_order(events: list[tuple[float, float, str]]) -> None:
+    agg = Aggregation(CONFIG)
+    for n, (offset, amount, campaign) in enumerate(events):
+        agg.on_spend(spend(n, T0 + offset, amount, campaign), amount)
+    for campaign in "ab":
+        expected = sum(a for _, a, c in events if c == campaign)
+        got = agg.campaigns[campaign].totals.spend if campaign in agg.campaigns else 0.0
+        assert abs(got - expected) < 1e-6
