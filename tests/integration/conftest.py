@@ -1,0 +1,68 @@
+"""One real Apache Kafka broker for the whole integration session.
+
+Started on free ports with a temporary data directory (the jar cache is shared, so only
+the first run anywhere resolves from Maven Central). Nothing skips: an integration test
+that cannot get its broker fails. Each test gets its own app id and topic prefix, so tests
+never see each other's data.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from stream_app.kafka_local import LocalKafkaConfig, start, stop
+from stream_app.settings import Settings, Topics
+
+
+def free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of the session's broker."""
+    port, controller_port = free_ports(2)
+    config = replace(
+        LocalKafkaConfig.from_env(),
+        port=port,
+        controller_port=controller_port,
+        data_dir=tmp_path_factory.mktemp("kafka"),
+    )
+    info = start(config)
+    try:
+        yield info.bootstrap
+    finally:
+        stop(config)
+
+
+@pytest.fixture
+def make_settings(kafka: str):  # type: ignore[no-untyped-def]
+    """Factory of isolated settings: a fresh app id and topic prefix per call."""
+
+    def make(**overrides: object) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        base: dict[str, object] = {
+            "bootstrap_servers": kafka,
+            "app_id": f"test-{tag}",
+            "topics": Topics(prefix=f"{tag}-"),
+            "metrics_port": 0,
+            "partitions": 2,
+            "commit_interval_seconds": 0.2,
+        }
+        return Settings(**{**base, **overrides})  # type: ignore[arg-type]
+
+    return make

@@ -1,0 +1,139 @@
+"""The pipeline on the real broker: inputs in, ROI and dead letters out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from stream_app.domain.records import DeadLetter, UnattributedConversion, WindowRoi
+from stream_app.outputs import decode_all, latest_by_campaign, read_all
+from stream_app.runner import build_worker
+from stream_app.settings import Settings
+from stream_app.topics import create_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+T0 = 1_767_225_600.0
+
+
+def click(n: int, campaign: str, ts: float) -> bytes:
+    return orjson.dumps(
+        {"schema_version": 1, "event_id": f"ce{n}", "click_id": f"k{n}", "campaign_id": campaign,
+         "channel": "search", "user_id": f"u{n}", "ts": ts}
+    )
+
+
+def conversion(n: int, revenue: float, ts: float, currency: str = "USD") -> bytes:
+    return orjson.dumps(
+        {"schema_version": 1, "event_id": f"ve{n}", "click_id": f"k{n}", "revenue": revenue,
+         "currency": currency, "ts": ts}
+    )
+
+
+def spend(n: int, campaign: str, amount: float, ts: float) -> bytes:
+    return orjson.dumps(
+        {"schema_version": 1, "event_id": f"se{n}", "campaign_id": campaign, "channel": "search",
+         "amount": amount, "currency": "USD", "impressions": 1000, "ts": ts}
+    )
+
+
+async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send(topic, value=value, key=key.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def run_until(settings: Settings, done: Callable[[], object], timeout: float = 60) -> None:
+    """Run a worker in this event loop until ``done()`` (awaitable) is true."""
+    worker = build_worker(settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not await done():  # type: ignore[misc]
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.3)
+    finally:
+        worker.stop()
+        await task
+
+
+async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = make_settings()
+    t = settings.topics
+    await create_topics(settings)
+    records = [
+        (t.clicks, "k1", click(1, "cmp-a", T0 + 1)),
+        (t.clicks, "k1", click(1, "cmp-a", T0 + 1)),  # duplicate delivery
+        (t.clicks, "k2", click(2, "cmp-b", T0 + 2)),
+        (t.conversions, "k3", conversion(3, 30.0, T0 + 3)),  # before its click
+        (t.clicks, "k3", click(3, "cmp-a", T0 + 2.5)),
+        (t.conversions, "k1", conversion(1, 50.0, T0 + 30, "EUR")),
+        (t.conversions, "k1", conversion(1, 50.0, T0 + 30, "EUR")),  # duplicate
+        (t.conversions, "k9", conversion(9, 7.0, T0 + 40)),  # click never seen
+        (t.spend, "cmp-a", spend(1, "cmp-a", 40.0, T0 + 5)),
+        (t.spend, "cmp-b", spend(2, "cmp-b", 10.0, T0 + 5)),
+        (t.spend, "cmp-a", b"{not json"),
+        (t.spend, "cmp-a", spend(3, "cmp-a", -5.0, T0 + 6)),
+        (t.spend, "cmp-a", spend(4, "cmp-a", 5.0, T0 + 6).replace(b'"USD"', b'"XYZ"')),
+        (t.spend, "cmp-a", spend(5, "cmp-a", 5.0, T0 + 6).replace(b"5.0", b"NaN", 1)),
+        (t.clicks, "k7", b'{"schema_version": 1, "event_id": "x"}'),
+        # advances event time past the grace period so k9's conversion is given up on
+        (t.clicks, "k9x", click(99, "cmp-b", T0 + 3 * 3600)),
+    ]
+    await produce(settings, records)
+    eur = settings.currency_rates["EUR"]
+
+    async def done() -> bool:
+        latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
+        a, b = latest.get("cmp-a"), latest.get("cmp-b")
+        return bool(
+            a and b and a.cumulative.conversions == 2 and b.cumulative.clicks == 2
+            and a.cumulative.spend == 40.0
+        )
+
+    await run_until(settings, done)
+    latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
+    a = latest["cmp-a"].cumulative
+    assert (a.clicks, a.conversions, a.spend) == (2, 2, 40.0)
+    assert a.revenue == pytest.approx(30.0 + 50.0 * eur)
+    assert a.roi == pytest.approx((30.0 + 50.0 * eur - 40.0) / 40.0)
+    b = latest["cmp-b"].cumulative
+    assert (b.clicks, b.conversions, b.revenue, b.cvr) == (2, 0, 0.0, 0.0)
+
+    dead = decode_all(await read_all(settings.bootstrap_servers, t.dead_letter), DeadLetter)
+    reasons = sorted(d.reason for d in dead)
+    assert reasons == [
+        "bad_json", "negative_amount", "non_finite_amount", "schema_violation", "unknown_currency",
+    ]
+    bad_json = next(d for d in dead if d.reason == "bad_json")
+    assert base64.b64decode(bad_json.value_b64) == b"{not json"
+    [original] = [
+        r for r in await read_all(settings.bootstrap_servers, t.spend) if r.value == b"{not json"
+    ]
+    assert (bad_json.topic, bad_json.partition, bad_json.offset) == (
+        t.spend, original.partition, original.offset,
+    )
+
+    lost = decode_all(
+        await read_all(settings.bootstrap_servers, t.conversions_unattributed),
+        UnattributedConversion,
+    )
+    assert [(u.click_id, u.reason, u.revenue) for u in lost] == [("k9", "unknown_click", 7.0)]
+
+    windows = decode_all(await read_all(settings.bootstrap_servers, t.campaign_roi), WindowRoi)
+    first_window = [w for w in windows if w.campaign_id == "cmp-a" and w.window_start == T0]
+    assert first_window[-1].metrics.conversions == 2
+    revisions = [w.revision for w in first_window]
+    assert revisions == sorted(revisions)
+    assert len(set(revisions)) == len(revisions)
