@@ -7,11 +7,13 @@ import logging
 
 import typer
 
+from .generator.cli import generator_app
 from .kafka_local.cli import kafka_app
 from .settings import Settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker.")
+app.add_typer(generator_app)  # generate, replay
 
 
 @app.command()

@@ -357,6 +357,24 @@ def cmd_train(args: argparse.Namespace) -> Path:
 # --------------------------------------------------------------------------- export command
 
 
+def _strip_fixed_padding(model_dir: Path) -> None:
+    """Drop the base model's baked-in pad/truncate-to-128 from the tokenizer files.
+
+    The upstream tokenizer.json pads every text to 128 tokens, which would make a
+    plain ``tokenizers.Tokenizer`` user silently truncate reviews and waste compute
+    on tweets; the head+tail rule in sentiment.json is applied explicitly instead.
+    """
+    tok_path = model_dir / "tokenizer.json"
+    tok = json.loads(tok_path.read_text())
+    tok["truncation"] = None
+    tok["padding"] = None
+    tok_path.write_text(json.dumps(tok, ensure_ascii=False, indent=2) + "\n")
+    cfg_path = model_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.pop("max_length", None)
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
 def cmd_export(args: argparse.Namespace) -> Path:
     """Checkpoint -> fp32 ONNX -> ORT 'bert' fusion -> int8 dynamic quantisation."""
     import onnx
@@ -409,6 +427,7 @@ def cmd_export(args: argparse.Namespace) -> Path:
     )
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir())
     tokenizer.save_pretrained(str(MODEL_DIR))
+    _strip_fixed_padding(MODEL_DIR)
     vocab = base_model_dir() / "vocab.txt"
     if vocab.exists() and not (MODEL_DIR / "vocab.txt").exists():
         shutil.copy(vocab, MODEL_DIR / "vocab.txt")

@@ -38,8 +38,12 @@ class Attribution:
 
     def __init__(self, config: AttributionConfig) -> None:
         self.config = config
-        self.watermark = 0.0
-        self.seen = Deduplicator("seen", config.dedup_horizon_seconds)
+        # One watermark per input: each side waits for the *other* stream's event time, so
+        # a backlog read faster on one topic never gives up on the other too early.
+        self.click_watermark = 0.0
+        self.conversion_watermark = 0.0
+        self.seen_clicks = Deduplicator("seen-click", config.dedup_horizon_seconds)
+        self.seen_conversions = Deduplicator("seen-conversion", config.dedup_horizon_seconds)
         self.clicks: dict[str, tuple[str, float]] = {}  # click_id -> (campaign_id, ts)
         self._click_log: BucketedLog[tuple[str, str, float]] = BucketedLog("click")
         self._clicks_in_bucket: dict[int, list[str]] = {}
@@ -50,9 +54,10 @@ class Attribution:
 
     # -- events -------------------------------------------------------------------------
     def on_click(self, click: Click) -> Outcome:
-        if not self.seen.first_time(click.event_id, click.ts) or click.click_id in self.clicks:
+        if not self.seen_clicks.first_time(click.event_id, click.ts) or click.click_id in self.clicks:
             return Outcome.DUPLICATE
-        self._advance(click.ts)
+        if click.ts > self.click_watermark:
+            self.click_watermark = click.ts
         self._index_click(click.click_id, click.campaign_id, click.ts)
         self._delta(click.campaign_id, click.ts, "click", click.ts).clicks += 1
         for event_id, revenue, ts in self.pending.pop(click.click_id, ()):
@@ -61,9 +66,10 @@ class Attribution:
         return Outcome.ACCEPTED
 
     def on_conversion(self, conversion: Conversion, revenue: float) -> Outcome:
-        if not self.seen.first_time(conversion.event_id, conversion.ts):
+        if not self.seen_conversions.first_time(conversion.event_id, conversion.ts):
             return Outcome.DUPLICATE
-        self._advance(conversion.ts)
+        if conversion.ts > self.conversion_watermark:
+            self.conversion_watermark = conversion.ts
         if conversion.click_id in self.clicks:
             return self._attribute(conversion.event_id, conversion.click_id, revenue, conversion.ts)
         waiting = self.pending.setdefault(conversion.click_id, [])
@@ -95,9 +101,10 @@ class Attribution:
             )
         )
 
-    def _advance(self, ts: float) -> None:
-        if ts > self.watermark:
-            self.watermark = ts
+    @property
+    def watermark(self) -> float:
+        """Event time both inputs have reached."""
+        return min(self.click_watermark, self.conversion_watermark)
 
     def _index_click(self, click_id: str, campaign_id: str, ts: float) -> None:
         self.clicks[click_id] = (campaign_id, ts)
@@ -132,7 +139,7 @@ class Attribution:
     # -- state --------------------------------------------------------------------------
     def expire_pending(self) -> None:
         """Give up on conversions that waited past the grace period for their click."""
-        overdue = self.watermark - self.config.conversion_grace_seconds
+        overdue = self.click_watermark - self.config.conversion_grace_seconds
         for click_id in [c for c, w in self.pending.items() if any(p[2] < overdue for p in w)]:
             still: list[PendingConversion] = []
             for event_id, revenue, ts in self.pending[click_id]:
@@ -149,7 +156,7 @@ class Attribution:
     def _expire_clicks(self) -> list[Change]:
         """Forget clicks no conversion can be attributed to any more."""
         horizon = (
-            self.watermark
+            self.conversion_watermark
             - self.config.attribution_window_seconds
             - self.config.conversion_grace_seconds
         )
@@ -165,21 +172,25 @@ class Attribution:
         Call after :meth:`expire_pending` and the drains, in the same transaction.
         """
         out = self._expire_clicks()
-        out.extend(self.seen.expire(self.watermark))
-        out.extend(self.seen.changes())
+        out.extend(self.seen_clicks.expire(self.click_watermark))
+        out.extend(self.seen_conversions.expire(self.conversion_watermark))
+        out.extend(self.seen_clicks.changes())
+        out.extend(self.seen_conversions.changes())
         out.extend(self._click_log.changes())
         for click_id in self._pending_dirty:
             waiting = self.pending.get(click_id)
             out.append((f"pending|{click_id}", waiting or None))
         self._pending_dirty = set()
-        out.append(("watermark", self.watermark))
+        out.append(("watermarks", [self.click_watermark, self.conversion_watermark]))
         return out
 
     def restore(self, key: str, value: Any) -> None:
-        if key == "watermark":
-            self.watermark = float(value)
-        elif self.seen.owns(key):
-            self.seen.restore(key, value)
+        if key == "watermarks":
+            self.click_watermark, self.conversion_watermark = value
+        elif self.seen_clicks.owns(key):
+            self.seen_clicks.restore(key, value)
+        elif self.seen_conversions.owns(key):
+            self.seen_conversions.restore(key, value)
         elif self._click_log.owns(key):
             bucket, items = self._click_log.restore(key, value)
             for click_id, campaign_id, ts in items:

@@ -6,17 +6,21 @@ at read time and are ``None`` whenever their denominator is zero (never inf or N
 
 from __future__ import annotations
 
+import math
 from dataclasses import astuple, dataclass, fields
 from typing import Self
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
-    """``numerator / denominator``, or ``None`` when the denominator is zero.
+    """``numerator / denominator``, or ``None`` when it is undefined or overflows.
 
-    >>> ratio(3, 4), ratio(1, 0)
-    (0.75, None)
+    >>> ratio(3, 4), ratio(1, 0), ratio(1.0, 1e-320)
+    (0.75, None, None)
     """
-    return numerator / denominator if denominator else None
+    if not denominator:
+        return None
+    value = numerator / denominator
+    return value if math.isfinite(value) else None
 
 
 @dataclass(slots=True)

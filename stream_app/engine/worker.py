@@ -74,6 +74,7 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self.ready = asyncio.Event()
         self.committed_transactions = 0
+        self.processed_records = 0
         self._failed = False
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -139,6 +140,7 @@ class Worker:
         if state is None:  # revoked while the fetch was in flight; its new owner reads it
             return
         stage.process(state, records, self._outbox)
+        self.processed_records += len(records)
         position = self._offsets[tp] = records[-1].offset + 1
         self._oldest_ts.setdefault(tp, records[0].timestamp)
         assert self.consumer is not None

@@ -164,7 +164,7 @@ def wait_ready(
         time.sleep(POLL_INTERVAL_S)
 
 
-def is_ready(bootstrap: str, timeout: float = 1.0) -> bool:
+def is_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     """One quick protocol probe, for status displays."""
     try:
         return _alive_brokers(*_split_bootstrap(bootstrap), timeout) > 0
@@ -314,9 +314,10 @@ def java_executable() -> str:
     return found
 
 
-def _jvm_base(cfg: LocalKafkaConfig, lib: Path) -> list[str]:
+def _jvm_base(cfg: LocalKafkaConfig, lib: Path, *jvm_options: str) -> list[str]:
     return [
         java_executable(),
+        *jvm_options,
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={cfg.log4j_file}",
         f"-Dkafka.logs.dir={cfg.data_dir}",
@@ -432,8 +433,8 @@ def _launch(cfg: LocalKafkaConfig, lib: Path) -> int:
     cfg.server_properties.write_text(render_server_properties(cfg))
     cfg.log4j_file.write_text(render_log4j2(cfg))
     _format_storage(cfg, lib, _cluster_id(cfg, lib))
-    command = [*_jvm_base(cfg, lib), f"-Xmx{cfg.heap}", "-XX:+UseG1GC"]
-    command += ["-XX:MaxGCPauseMillis=20", MAIN_CLASS, str(cfg.server_properties)]
+    heap = (f"-Xmx{cfg.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
+    command = [*_jvm_base(cfg, lib, *heap), MAIN_CLASS, str(cfg.server_properties)]
     log_offset = _log_size(cfg.broker_log)  # the log is appended to across runs
     with cfg.stdout_log.open("wb") as out:
         proc = subprocess.Popen(

@@ -16,7 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from stream_app.kafka_local.broker import start, status, stop
-from stream_app.kafka_local.config import LocalKafkaConfig, LocalKafkaError
+from stream_app.kafka_local.config import (
+    ENV_CACHE_DIR,
+    ENV_CONTROLLER_PORT,
+    ENV_DATA_DIR,
+    ENV_PORT,
+    LocalKafkaConfig,
+    LocalKafkaError,
+)
 from stream_app.kafka_local.resolve import ensure_jars, jars_ready
 
 EXIT_NOT_RUNNING = 3
@@ -32,21 +39,19 @@ console = Console()
 err_console = Console(stderr=True)
 
 PortOpt = Annotated[
-    int | None, typer.Option("--port", help="Client port [env STREAM_APP_KAFKA_PORT].")
+    int | None, typer.Option("--port", envvar=ENV_PORT, help="Client (PLAINTEXT) port.")
 ]
 ControllerPortOpt = Annotated[
     int | None,
-    typer.Option(
-        "--controller-port", help="KRaft controller port [env STREAM_APP_KAFKA_CONTROLLER_PORT]."
-    ),
+    typer.Option("--controller-port", envvar=ENV_CONTROLLER_PORT, help="KRaft controller port."),
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Broker state and logs [env STREAM_APP_KAFKA_DATA_DIR]."),
+    typer.Option("--data-dir", envvar=ENV_DATA_DIR, help="Broker state, config and logs."),
 ]
 CacheDirOpt = Annotated[
     Path | None,
-    typer.Option("--cache-dir", help="Jar cache root [env STREAM_APP_KAFKA_CACHE_DIR]."),
+    typer.Option("--cache-dir", envvar=ENV_CACHE_DIR, help="Jar cache root (outside the repo)."),
 ]
 
 
@@ -68,7 +73,7 @@ def _config(
 
 def _fail(exc: LocalKafkaError) -> typer.Exit:
     # markup=False: broker log tails are full of [brackets] that rich would eat.
-    err_console.print(f"error: {exc}", style="red", markup=False, highlight=False)
+    err_console.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 

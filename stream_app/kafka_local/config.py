@@ -57,9 +57,10 @@ class LocalKafkaConfig:
                 raise LocalKafkaError(f"{name} must be in 1..65535, got {value}")
         if self.port == self.controller_port:
             raise LocalKafkaError(f"port and controller_port must differ (both {self.port})")
-        # Absolute paths: the broker runs with its own cwd and the pid check compares paths.
-        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
-        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().absolute())
+        # Canonical paths: the broker runs with its own cwd, and start/stop recognise
+        # their broker by the server.properties path on its command line.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().resolve())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalKafkaConfig:

@@ -112,7 +112,7 @@ def test_state_survives_a_restore_mid_stream() -> None:
     b.on_click(click(2, T0 + 2))
     got = sums(b.drain_deltas())
     assert got[("c1", T0, "conversion")].conversions == 2
-    assert b.watermark == T0 + 2
+    assert (b.click_watermark, b.conversion_watermark) == (T0 + 2, T0 + 2)
 
 
 def test_expired_clicks_and_ids_are_deleted_from_the_log() -> None:
@@ -121,8 +121,23 @@ def test_expired_clicks_and_ids_are_deleted_from_the_log() -> None:
     a.on_click(click(1, T0))
     a = restored(a, log)
     assert any(k.startswith("click|") for k in log)
-    a.on_click(click(2, T0 + 3 * 3600 + 1000))  # far past window + grace and dedup horizon
+    late = T0 + 3 * 3600 + 1000  # far past window + grace and the dedup horizon
+    a.on_click(click(2, late))
     b = restored(a, log)
+    assert "k1" in b.clicks, "clicks wait for the conversion stream's event time"
+    b.on_conversion(conversion(8, late, click_n=8), 1.0)
+    b = restored(b, log)
     assert "k1" not in b.clicks
     assert "k2" in b.clicks
-    assert b.on_conversion(conversion(9, T0 + 3 * 3600 + 1001, click_n=1), 1.0) is Outcome.PENDING
+    assert b.on_conversion(conversion(9, late + 1, click_n=1), 1.0) is Outcome.PENDING
+    assert b.on_click(click(1, T0)) is Outcome.ACCEPTED, "its event id was forgotten too"
+
+
+def test_pending_conversions_wait_for_click_time_not_conversion_time() -> None:
+    a = Attribution(CONFIG)
+    a.on_conversion(conversion(1, T0), 10.0)
+    a.on_conversion(conversion(2, T0 + 5000), 10.0)  # conversions read far ahead of clicks
+    a.expire_pending()
+    assert a.drain_unattributed() == []
+    a.on_click(click(1, T0 + 10))
+    assert sums(a.drain_deltas())[("c1", T0, "conversion")].conversions == 1
