@@ -20,8 +20,8 @@ its two timestamps.
 
 from __future__ import annotations
 
-import cProfile
 import collections
+import cProfile
 import json
 import os
 import time

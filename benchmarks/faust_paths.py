@@ -86,7 +86,9 @@ async def fill(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]
+        )
     finally:
         await admin.close()
     producer = AIOKafkaProducer(
@@ -215,9 +217,13 @@ def main() -> None:
     default_bootstrap = f"127.0.0.1:{os.environ.get('STREAM_APP_KAFKA_PORT', '9092')}"
     ap.add_argument("--bootstrap", default=default_bootstrap)
     ap.add_argument("--events", type=int, default=200_000, help="topic size and baseline N")
-    ap.add_argument("--faust-events", type=int, default=50_000,
-                    help="N for each Faust worker (all Faust paths are >20x slower; their "
-                         "rate is steady after the first few hundred events)")
+    ap.add_argument(
+        "--faust-events",
+        type=int,
+        default=50_000,
+        help="N for each Faust worker (all Faust paths are >20x slower; their "
+        "rate is steady after the first few hundred events)",
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--extra-runs", type=int, default=1, help="runs of source-identical variants")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of Faust variants")
@@ -230,8 +236,10 @@ def main() -> None:
     topic = f"faust-bench-clicks-{uuid.uuid4().hex[:6]}"
     print(f"broker {args.bootstrap}, topic {topic}, nice={os.nice(0)}, cpus={os.cpu_count()}")
     info = asyncio.run(fill(args.bootstrap, topic, args.events))
-    print(f"filled {info['events']} events, avg value {info['avg_value_bytes']:.0f} B, "
-          f"{info['events_per_s']:.0f} ev/s")
+    print(
+        f"filled {info['events']} events, avg value {info['avg_value_bytes']:.0f} B, "
+        f"{info['events_per_s']:.0f} ev/s"
+    )
 
     results: dict[str, list[dict[str, Any]]] = {"baseline": []}
     ns: dict[str, int] = {"baseline": args.events}
@@ -243,8 +251,10 @@ def main() -> None:
         if r < args.runs:
             res = asyncio.run(baseline(args.bootstrap, topic, args.events))
             results["baseline"].append(res)
-            print(f"[{r + 1}] baseline: {res['events_per_s']:,.0f} ev/s, "
-                  f"{res['cpu_us_per_event']:.1f} CPU-us/event")
+            print(
+                f"[{r + 1}] baseline: {res['events_per_s']:,.0f} ev/s, "
+                f"{res['cpu_us_per_event']:.1f} CPU-us/event"
+            )
         for name in names:
             runs_key = VARIANTS[name][2]
             if r >= getattr(args, runs_key):
@@ -255,14 +265,18 @@ def main() -> None:
             results.setdefault(name, [])
             if res:
                 results[name].append(res)
-                print(f"[{r + 1}] {name} (N={n}): {res['events_per_s']:,.0f} ev/s, "
-                      f"{res['cpu_us_per_event']:.1f} CPU-us/event "
-                      f"(wall incl. start-up {res['wall_incl_startup']:.1f}s)")
+                print(
+                    f"[{r + 1}] {name} (N={n}): {res['events_per_s']:,.0f} ev/s, "
+                    f"{res['cpu_us_per_event']:.1f} CPU-us/event "
+                    f"(wall incl. start-up {res['wall_incl_startup']:.1f}s)"
+                )
 
     base = statistics.median(x["events_per_s"] for x in results["baseline"])
     base_cpu = statistics.median(x["cpu_us_per_event"] for x in results["baseline"])
-    print("\n| path | N | runs | events/s (median) | min-max | vs baseline "
-          "| CPU-us/event (median) | CPU vs baseline |")
+    print(
+        "\n| path | N | runs | events/s (median) | min-max | vs baseline "
+        "| CPU-us/event (median) | CPU vs baseline |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, rs in results.items():
         if not rs:
@@ -271,9 +285,11 @@ def main() -> None:
         eps = [x["events_per_s"] for x in rs]
         med = statistics.median(eps)
         cpu = statistics.median(x["cpu_us_per_event"] for x in rs)
-        print(f"| {name} | {ns[name]:,} | {len(rs)} | {med:,.0f} | "
-              f"{min(eps):,.0f}-{max(eps):,.0f} | {med / base:.3f}x | {cpu:.1f} | "
-              f"{cpu / base_cpu:.1f}x |")
+        print(
+            f"| {name} | {ns[name]:,} | {len(rs)} | {med:,.0f} | "
+            f"{min(eps):,.0f}-{max(eps):,.0f} | {med / base:.3f}x | {cpu:.1f} | "
+            f"{cpu / base_cpu:.1f}x |"
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"fill": info, "ns": ns, "results": results}, indent=1))
     print(f"\nraw results: {args.json}")
@@ -283,8 +299,10 @@ def main() -> None:
             path = f"/tmp/faust-bench-out/{name}.prof"
             res = run_faust(name, args.bootstrap, topic, args.profile_events, args.timeout, path)
             if res:
-                print(f"\n### cProfile {name} (N={args.profile_events}, "
-                      f"{res['events_per_s']:,.0f} ev/s under the profiler)")
+                print(
+                    f"\n### cProfile {name} (N={args.profile_events}, "
+                    f"{res['events_per_s']:,.0f} ev/s under the profiler)"
+                )
                 summarize_profile(path, 25)
 
 

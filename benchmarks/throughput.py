@@ -41,29 +41,72 @@ def traffic(clicks: int, campaigns: int, seed: int) -> list[tuple[str, bytes, by
         ts = T0 + n * 0.01
         campaign = f"cmp-{rng.randrange(campaigns):03d}"
         key = f"k{n}".encode()
-        out.append(("clicks", key, orjson.dumps({
-            "schema_version": 1, "event_id": f"c{n}", "click_id": f"k{n}",
-            "campaign_id": campaign, "channel": "search", "user_id": f"u{rng.randrange(10**6)}",
-            "ts": ts, "device": rng.choice(["mobile", "desktop"]), "geo": "DE",
-            "placement": "feed", "creative": f"cr-{rng.randrange(5)}",
-        })))
+        out.append(
+            (
+                "clicks",
+                key,
+                orjson.dumps(
+                    {
+                        "schema_version": 1,
+                        "event_id": f"c{n}",
+                        "click_id": f"k{n}",
+                        "campaign_id": campaign,
+                        "channel": "search",
+                        "user_id": f"u{rng.randrange(10**6)}",
+                        "ts": ts,
+                        "device": rng.choice(["mobile", "desktop"]),
+                        "geo": "DE",
+                        "placement": "feed",
+                        "creative": f"cr-{rng.randrange(5)}",
+                    }
+                ),
+            )
+        )
         if rng.random() < 0.1:
-            out.append(("conversions", key, orjson.dumps({
-                "schema_version": 1, "event_id": f"v{n}", "click_id": f"k{n}",
-                "revenue": round(rng.uniform(5, 80), 2), "currency": "USD", "ts": ts + 30,
-            })))
+            out.append(
+                (
+                    "conversions",
+                    key,
+                    orjson.dumps(
+                        {
+                            "schema_version": 1,
+                            "event_id": f"v{n}",
+                            "click_id": f"k{n}",
+                            "revenue": round(rng.uniform(5, 80), 2),
+                            "currency": "USD",
+                            "ts": ts + 30,
+                        }
+                    ),
+                )
+            )
         if n % 50 == 0:
-            out.append(("spend", campaign.encode(), orjson.dumps({
-                "schema_version": 1, "event_id": f"s{n}", "campaign_id": campaign,
-                "channel": "search", "amount": 12.5, "currency": "USD", "impressions": 2000,
-                "ts": ts,
-            })))
+            out.append(
+                (
+                    "spend",
+                    campaign.encode(),
+                    orjson.dumps(
+                        {
+                            "schema_version": 1,
+                            "event_id": f"s{n}",
+                            "campaign_id": campaign,
+                            "channel": "search",
+                            "amount": 12.5,
+                            "currency": "USD",
+                            "impressions": 2000,
+                            "ts": ts,
+                        }
+                    ),
+                )
+            )
     return out
 
 
 async def fill(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
-    names = {"clicks": settings.topics.clicks, "conversions": settings.topics.conversions,
-             "spend": settings.topics.spend}
+    names = {
+        "clicks": settings.topics.clicks,
+        "conversions": settings.topics.conversions,
+        "spend": settings.topics.spend,
+    }
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, linger_ms=20, max_batch_size=512 * 1024
     )
@@ -79,7 +122,9 @@ async def fill(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> N
 async def baseline(settings: Settings, total: int) -> float:
     t = settings.topics
     consumer = AIOKafkaConsumer(
-        t.clicks, t.conversions, t.spend,
+        t.clicks,
+        t.conversions,
+        t.spend,
         bootstrap_servers=settings.bootstrap_servers,
         group_id=f"baseline-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
@@ -107,21 +152,20 @@ async def baseline(settings: Settings, total: int) -> float:
 
 
 async def worker_rate(settings: Settings, total: int) -> float:
+    """From the end of the group join and state restore to the last commit."""
     run_settings = settings.model_copy(update={"app_id": f"bench-{uuid.uuid4().hex[:6]}"})
     await create_topics(run_settings)  # its own state changelogs
     worker = build_worker(run_settings)
     task = asyncio.create_task(worker.run())
-    started = 0.0
+    await worker.ready.wait()
+    started = time.perf_counter()
     while worker.processed_records < total:
         if task.done():
             task.result()
-        if worker.processed_records and not started:
-            started = time.perf_counter()
         await asyncio.sleep(0.005)
-    elapsed = time.perf_counter() - started
     worker.stop()
-    await task
-    return total / elapsed
+    await task  # commits the last transaction
+    return total / (time.perf_counter() - started)
 
 
 async def main() -> None:
@@ -137,8 +181,10 @@ async def main() -> None:
     records = traffic(args.clicks, args.campaigns, args.seed)
     t0 = time.perf_counter()
     await fill(settings, records)
-    print(f"filled {len(records):,} records in {time.perf_counter() - t0:.1f}s "
-          f"({settings.partitions} partitions per topic)")
+    print(
+        f"filled {len(records):,} records in {time.perf_counter() - t0:.1f}s "
+        f"({settings.partitions} partitions per topic)"
+    )
 
     rates: dict[str, list[float]] = {"baseline": [], "worker": []}
     for _ in range(args.repeat):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -47,10 +49,8 @@ async def create_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [s for s in topic_specs(settings) if s.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile elsewhere
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them in between
         return [s.name for s in missing]
     finally:
         await admin.close()

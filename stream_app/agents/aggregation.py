@@ -14,11 +14,11 @@ from ..domain.events import Review, Spend
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
 from ..domain.records import CampaignDelta
-from ..domain.validation import Reason
+from ..domain.validation import Reason, Validated
 from ..domain.windows import Aggregation, AggregationConfig
 from ..engine.stage import Outbox
 from ..settings import Settings
-from .base import EdgeDecoder, Record, guarded
+from .base import EdgeDecoder, Record
 
 _encode = msgspec.json.Encoder().encode
 _decode_delta = msgspec.json.Decoder(CampaignDelta).decode
@@ -52,14 +52,15 @@ class AggregationAgent:
         if records and records[0].topic == self._deltas_topic:
             self._process_deltas(state, records, out)
             return
-        for record, valid in self._edge.events(records, out):
+
+        def handle(valid: Validated) -> Outcome:
             event = valid.event
             if isinstance(event, Spend):
-                guarded(
-                    self._edge, record, out, lambda e=event, m=valid.money: state.on_spend(e, m)
-                )
-            elif isinstance(event, Review):
-                guarded(self._edge, record, out, lambda e=event: state.on_review(e))
+                return state.on_spend(event, valid.money)
+            assert isinstance(event, Review)
+            return state.on_review(event)
+
+        self._edge.process(records, out, handle)
 
     def _process_deltas(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
         for record in records:

@@ -13,9 +13,11 @@ import msgspec
 from ..domain.attribution import Attribution, AttributionConfig
 from ..domain.events import Click, Conversion
 from ..domain.money import CurrencyTable
+from ..domain.outcomes import Outcome
+from ..domain.validation import Validated
 from ..engine.stage import Outbox
 from ..settings import Settings
-from .base import EdgeDecoder, Record, guarded
+from .base import EdgeDecoder, Record
 
 _encode = msgspec.json.Encoder().encode
 
@@ -47,17 +49,14 @@ class AttributionAgent:
         return Attribution(self._config)
 
     def process(self, state: Attribution, records: Sequence[Record], out: Outbox) -> None:
-        for record, valid in self._edge.events(records, out):
+        def handle(valid: Validated) -> Outcome:
             event = valid.event
             if isinstance(event, Click):
-                guarded(self._edge, record, out, lambda e=event: state.on_click(e))
-            elif isinstance(event, Conversion):
-                guarded(
-                    self._edge,
-                    record,
-                    out,
-                    lambda e=event, m=valid.money: state.on_conversion(e, m),
-                )
+                return state.on_click(event)
+            assert isinstance(event, Conversion)
+            return state.on_conversion(event, valid.money)
+
+        self._edge.process(records, out, handle)
 
     def flush(self, state: Attribution, out: Outbox, now: float) -> None:
         state.expire_pending()

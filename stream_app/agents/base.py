@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka.structs import ConsumerRecord
 
@@ -33,17 +33,35 @@ class EdgeDecoder:
         self._dead_letter_topic = dead_letter_topic
         self._worker_id = worker_id
 
-    def events(self, records: Sequence[Record], out: Outbox) -> Iterator[tuple[Record, Validated]]:
-        """Yield the valid events of ``records``; the rest go to the dead-letter topic."""
+    def process(
+        self, records: Sequence[Record], out: Outbox, handle: Callable[[Validated], Outcome]
+    ) -> None:
+        """Decode each record and hand the valid ones to ``handle``, counting outcomes.
+
+        Invalid records, and records whose handling raises, go to the dead-letter topic:
+        the worker survives any single input.
+        """
         if not records:
             return
-        decode = self._decoders[records[0].topic]
+        topic = records[0].topic
+        decode = self._decoders[topic]
+        counts: dict[Outcome, int] = {}
         for record in records:
             result = decode(record.value or b"")
             if isinstance(result, Rejection):
                 self.reject(record, result.reason, result.detail, out)
-            else:
-                yield record, result
+                continue
+            try:
+                outcome = handle(result)
+            except Exception as exc:
+                log.exception(
+                    "processing failed for %s[%d]@%d", topic, record.partition, record.offset
+                )
+                self.reject(record, Reason.PROCESSING_ERROR, type(exc).__name__, out)
+                continue
+            counts[outcome] = counts.get(outcome, 0) + 1
+        for outcome, n in counts.items():
+            out.outcomes[(topic, outcome)] += n
 
     def reject(self, record: Record, reason: str, detail: str, out: Outbox) -> None:
         out.send(
@@ -53,16 +71,3 @@ class EdgeDecoder:
         )
         out.dead_letters[reason] += 1
         out.outcomes[(record.topic, Outcome.DEAD_LETTER)] += 1
-
-
-def guarded(edge: EdgeDecoder, record: Record, out: Outbox, handle: Callable[[], Outcome]) -> None:
-    """Run one event's domain step; a bug on odd input dead-letters it instead of crashing."""
-    try:
-        outcome = handle()
-    except Exception as exc:  # the worker must survive any single input
-        log.exception(
-            "processing failed for %s[%d]@%d", record.topic, record.partition, record.offset
-        )
-        edge.reject(record, Reason.PROCESSING_ERROR, type(exc).__name__, out)
-        return
-    out.outcomes[(record.topic, outcome)] += 1

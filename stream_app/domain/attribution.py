@@ -54,7 +54,10 @@ class Attribution:
 
     # -- events -------------------------------------------------------------------------
     def on_click(self, click: Click) -> Outcome:
-        if not self.seen_clicks.first_time(click.event_id, click.ts) or click.click_id in self.clicks:
+        if (
+            not self.seen_clicks.first_time(click.event_id, click.ts)
+            or click.click_id in self.clicks
+        ):
             return Outcome.DUPLICATE
         if click.ts > self.click_watermark:
             self.click_watermark = click.ts

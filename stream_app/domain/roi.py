@@ -7,7 +7,7 @@ at read time and are ``None`` whenever their denominator is zero (never inf or N
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Self
 
 
@@ -82,15 +82,25 @@ class Totals:
         return ratio(self.negative_reviews, self.scored_reviews)
 
     def to_list(self) -> list[int | float]:
-        """Compact positional form for state changelogs."""
-        return list(astuple(self))
+        """Compact positional form for state changelogs and deltas (field order)."""
+        return [
+            self.spend,
+            self.impressions,
+            self.clicks,
+            self.conversions,
+            self.revenue,
+            self.reviews,
+            self.scored_reviews,
+            self.sentiment_sum,
+            self.negative_reviews,
+        ]
 
     @classmethod
     def from_list(cls, values: list[int | float]) -> Self:
         return cls(*values)
 
     def is_empty(self) -> bool:
-        return not any(astuple(self))
+        return not any(self.to_list())
 
 
 TOTAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Totals))

@@ -67,13 +67,16 @@ class EventDecoder:
         self._type = EVENT_TYPES[kind]
         self._decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(self._type)
         self._currencies = currencies
+        self._has_money = kind in ("spend", "conversion")
 
     def __call__(self, data: bytes) -> Validated | Rejection:
         try:
             event = self._decoder.decode(data)
         except msgspec.DecodeError:
             return self._explain(data)
-        return self._check_money(event)
+        if self._has_money:
+            return self._check_money(event)
+        return Validated(event, 0.0)
 
     def _check_money(self, event: Event) -> Validated | Rejection:
         if isinstance(event, Spend):

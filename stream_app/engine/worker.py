@@ -3,10 +3,13 @@
 Commit order (one Kafka transaction per ``commit_interval_seconds``):
 
 1. each stage flushes: window records, latest records, deltas, dead letters into the outbox;
-2. the outbox is produced;
-3. each partition state's changes are produced to its changelog partition;
+2. each partition state's changes are serialised for its changelog partition;
+3. the outbox and the changelog records are produced;
 4. the consumed input offsets are added to the transaction;
 5. the transaction commits — outputs, state and offsets become visible together or not at all.
+
+Steps 1-2 run synchronously; 3-5 run in a task while the next batch is processed, so the
+CPU is not idle while the broker commits. At most one transaction is in flight.
 
 A crash anywhere before 5 aborts the lot: the restarted worker restores state from the
 changelog and re-reads the inputs from the committed offsets, so nothing is lost or counted
@@ -20,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,9 +38,7 @@ log = logging.getLogger(__name__)
 
 #: Called after each commit with the outbox, the commit's duration in seconds, the Kafka
 #: timestamp (ms) of the oldest record of each partition batch, the lag per topic and now.
-CommitObserver = Callable[
-    [Outbox, float, dict[TopicPartition, int], dict[str, int], float], None
-]
+CommitObserver = Callable[[Outbox, float, dict[TopicPartition, int], dict[str, int], float], None]
 
 
 class Worker:
@@ -72,10 +74,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # set once partitions are assigned and restored
         self.committed_transactions = 0
         self.processed_records = 0
         self._failed = False
+        self._in_flight: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -110,6 +113,8 @@ class Worker:
             async with self._lock:
                 if not self._failed:
                     await self._commit()
+                elif self._in_flight is not None:
+                    self._in_flight.cancel()
             await self.consumer.stop()
             await self.producer.stop()
 
@@ -124,15 +129,11 @@ class Worker:
             async with self._lock:
                 for tp, records in batch.items():
                     self._process(tp, records)
-                if time.monotonic() - last_commit >= self._interval:
-                    try:
-                        await self._commit()
-                    except BaseException:
-                        self._failed = True
-                        raise
+                in_flight = self._in_flight is not None and not self._in_flight.done()
+                if not in_flight and time.monotonic() - last_commit >= self._interval:
+                    await self._wait_in_flight()
+                    self._start_commit()
                     last_commit = time.monotonic()
-            if self.consumer.assignment():
-                self.ready.set()
 
     def _process(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         stage = self._stage_of[tp.topic]
@@ -147,40 +148,68 @@ class Worker:
         self._lag[tp] = max(0, (self.consumer.highwater(tp) or position) - position)
 
     # -- the transaction ----------------------------------------------------------------
-    async def _commit(self) -> None:
-        """Steps 1-5 of the commit order in the module docstring."""
-        assert self.producer is not None
+    def _prepare(self) -> _Transaction | None:
+        """Steps 1 and 2, synchronously: everything the transaction will carry, as bytes.
+
+        Serialising here, before any await, lets the next batch be processed while this
+        transaction is still being sent and committed (the state may change meanwhile).
+        """
         if not self._offsets and not self._outbox.messages:
-            return
-        started = time.monotonic()
+            return None
         out, self._outbox = self._outbox, Outbox()
         now = time.time()
+        for (stage_name, _), state in self.states.items():  # 1
+            self._stage_by_name(stage_name).flush(state, out, now)
+        changelog: list[tuple[str, bytes, bytes | None, int]] = []
+        for (stage_name, partition), state in self.states.items():  # 2
+            topic = self._state_topic(stage_name)
+            changelog.extend(
+                (topic, name.encode(), None if value is None else orjson.dumps(value), partition)
+                for name, value in state.changes()
+            )
+        txn = _Transaction(out, changelog, self._offsets, self._oldest_ts, dict(self._lag))
+        self._offsets, self._oldest_ts = {}, {}
+        return txn
+
+    def _start_commit(self) -> None:
+        txn = self._prepare()
+        if txn is not None:
+            self._in_flight = asyncio.create_task(self._send(txn))
+
+    async def _wait_in_flight(self) -> None:
+        if self._in_flight is not None:
+            task, self._in_flight = self._in_flight, None
+            try:
+                await task
+            except BaseException:
+                self._failed = True
+                raise
+
+    async def _commit(self) -> None:
+        """Commit everything processed so far and wait for it (rebalance, shutdown)."""
+        await self._wait_in_flight()
+        self._start_commit()
+        await self._wait_in_flight()
+
+    async def _send(self, txn: _Transaction) -> None:
+        """Steps 3, 4 and 5 of the commit order in the module docstring."""
+        assert self.producer is not None
         producer = self.producer
+        started = time.monotonic()
         async with producer.transaction():
-            for (stage_name, _), state in self.states.items():  # 1
-                self._stage_by_name(stage_name).flush(state, out, now)
-            for topic, key, value in out.messages:  # 2
+            for topic, key, value in txn.out.messages:  # 3
                 await producer.send(topic, value=value, key=key)
-            for (stage_name, partition), state in self.states.items():  # 3
-                topic = self._state_topic(stage_name)
-                for name, value in state.changes():
-                    await producer.send(
-                        topic,
-                        key=name.encode(),
-                        value=None if value is None else orjson.dumps(value),
-                        partition=partition,
-                    )
-            if self._offsets:  # 4
-                await producer.send_offsets_to_transaction(dict(self._offsets), self._group_id)
+            for topic, key, change, partition in txn.changelog:
+                await producer.send(topic, value=change, key=key, partition=partition)
+            if txn.offsets:  # 4
+                await producer.send_offsets_to_transaction(txn.offsets, self._group_id)
         # 5: leaving the context committed the transaction (or raised and aborted it).
         self.committed_transactions += 1
-        oldest, self._oldest_ts = self._oldest_ts, {}
-        self._offsets = {}
         if self._on_commit is not None:
             lag: dict[str, int] = {}
-            for tp, n in self._lag.items():
+            for tp, n in txn.lag.items():
                 lag[tp.topic] = lag.get(tp.topic, 0) + n
-            self._on_commit(out, time.monotonic() - started, oldest, lag, time.time())
+            self._on_commit(txn.out, time.monotonic() - started, txn.oldest_ts, lag, time.time())
 
     def _stage_by_name(self, name: str) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)
@@ -211,6 +240,16 @@ class Worker:
                     state.restore(name, value)
                 self.states[(name, partition)] = state
             log.info("assigned %d partitions; restored %d states", len(assigned), len(missing))
+        self.ready.set()
+
+
+@dataclass(slots=True)
+class _Transaction:
+    out: Outbox
+    changelog: list[tuple[str, bytes, bytes | None, int]]
+    offsets: dict[TopicPartition, int]
+    oldest_ts: dict[TopicPartition, int]
+    lag: dict[TopicPartition, int]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -8,12 +8,13 @@ are bounded by :class:`LabelBudget`; campaigns beyond the budget are summed into
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..domain.records import CampaignLatest, Metrics as RecordMetrics
+from ..domain.records import Metrics as RecordMetrics
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
 from .labels import OTHER, LabelBudget
@@ -137,10 +138,8 @@ class Metrics:
 
 def _set(gauge: Gauge, label: str, value: float | None) -> None:
     if value is None:
-        try:
+        with contextlib.suppress(KeyError):  # absent already
             gauge.remove(label)
-        except KeyError:
-            pass
     else:
         gauge.labels(label).set(value)
 

@@ -23,22 +23,43 @@ T0 = 1_767_225_600.0
 
 def click(n: int, campaign: str, ts: float) -> bytes:
     return orjson.dumps(
-        {"schema_version": 1, "event_id": f"ce{n}", "click_id": f"k{n}", "campaign_id": campaign,
-         "channel": "search", "user_id": f"u{n}", "ts": ts}
+        {
+            "schema_version": 1,
+            "event_id": f"ce{n}",
+            "click_id": f"k{n}",
+            "campaign_id": campaign,
+            "channel": "search",
+            "user_id": f"u{n}",
+            "ts": ts,
+        }
     )
 
 
 def conversion(n: int, revenue: float, ts: float, currency: str = "USD") -> bytes:
     return orjson.dumps(
-        {"schema_version": 1, "event_id": f"ve{n}", "click_id": f"k{n}", "revenue": revenue,
-         "currency": currency, "ts": ts}
+        {
+            "schema_version": 1,
+            "event_id": f"ve{n}",
+            "click_id": f"k{n}",
+            "revenue": revenue,
+            "currency": currency,
+            "ts": ts,
+        }
     )
 
 
 def spend(n: int, campaign: str, amount: float, ts: float) -> bytes:
     return orjson.dumps(
-        {"schema_version": 1, "event_id": f"se{n}", "campaign_id": campaign, "channel": "search",
-         "amount": amount, "currency": "USD", "impressions": 1000, "ts": ts}
+        {
+            "schema_version": 1,
+            "event_id": f"se{n}",
+            "campaign_id": campaign,
+            "channel": "search",
+            "amount": amount,
+            "currency": "USD",
+            "impressions": 1000,
+            "ts": ts,
+        }
     )
 
 
@@ -53,12 +74,12 @@ async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> 
         await producer.stop()
 
 
-async def run_until(settings: Settings, done: Callable[[], object], timeout: float = 60) -> None:
+async def run_until(settings: Settings, done: Callable[[], object], limit: float = 60) -> None:
     """Run a worker in this event loop until ``done()`` (awaitable) is true."""
     worker = build_worker(settings)
     task = asyncio.create_task(worker.run())
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while not await done():  # type: ignore[misc]
                 if task.done():
                     task.result()
@@ -98,7 +119,10 @@ async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> Non
         latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
         a, b = latest.get("cmp-a"), latest.get("cmp-b")
         return bool(
-            a and b and a.cumulative.conversions == 2 and b.cumulative.clicks == 2
+            a
+            and b
+            and a.cumulative.conversions == 2
+            and b.cumulative.clicks == 2
             and a.cumulative.spend == 40.0
         )
 
@@ -114,7 +138,11 @@ async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> Non
     dead = decode_all(await read_all(settings.bootstrap_servers, t.dead_letter), DeadLetter)
     reasons = sorted(d.reason for d in dead)
     assert reasons == [
-        "bad_json", "negative_amount", "non_finite_amount", "schema_violation", "unknown_currency",
+        "bad_json",
+        "negative_amount",
+        "non_finite_amount",
+        "schema_violation",
+        "unknown_currency",
     ]
     bad_json = next(d for d in dead if d.reason == "bad_json")
     assert base64.b64decode(bad_json.value_b64) == b"{not json"
@@ -122,7 +150,9 @@ async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> Non
         r for r in await read_all(settings.bootstrap_servers, t.spend) if r.value == b"{not json"
     ]
     assert (bad_json.topic, bad_json.partition, bad_json.offset) == (
-        t.spend, original.partition, original.offset,
+        t.spend,
+        original.partition,
+        original.offset,
     )
 
     lost = decode_all(

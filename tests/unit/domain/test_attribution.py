@@ -25,13 +25,17 @@ def click(n: int, ts: float, campaign: str = "c1") -> Click:
 
 
 def conversion(n: int, ts: float, click_n: int | None = None) -> Conversion:
-    return Conversion(1, f"conv-ev-{n}", f"k{click_n if click_n is not None else n}", 10.0, "USD", ts)
+    return Conversion(
+        1, f"conv-ev-{n}", f"k{click_n if click_n is not None else n}", 10.0, "USD", ts
+    )
 
 
 def sums(deltas: list[CampaignDelta]) -> dict[tuple[str, float, str], Totals]:
     out: dict[tuple[str, float, str], Totals] = {}
     for d in deltas:
-        out.setdefault((d.campaign_id, d.window_start, d.kind), Totals()).add(Totals.from_list(d.totals))
+        out.setdefault((d.campaign_id, d.window_start, d.kind), Totals()).add(
+            Totals.from_list(d.totals)
+        )
     return out
 
 

@@ -42,7 +42,10 @@ def test_valid_spend_is_converted_to_reporting_currency() -> None:
         (b"[1, 2]", Reason.SCHEMA_VIOLATION),
         (orjson.dumps({**SPEND, "schema_version": 2}), Reason.UNSUPPORTED_SCHEMA_VERSION),
         (orjson.dumps({**SPEND, "impressions": "many"}), Reason.SCHEMA_VIOLATION),
-        (orjson.dumps({k: v for k, v in SPEND.items() if k != "campaign_id"}), Reason.SCHEMA_VIOLATION),
+        (
+            orjson.dumps({k: v for k, v in SPEND.items() if k != "campaign_id"}),
+            Reason.SCHEMA_VIOLATION,
+        ),
         (orjson.dumps({**SPEND, "amount": -3}), Reason.NEGATIVE_AMOUNT),
         (orjson.dumps(SPEND).replace(b"12.5", b"NaN"), Reason.NON_FINITE_AMOUNT),
         (orjson.dumps(SPEND).replace(b"12.5", b"Infinity"), Reason.NON_FINITE_AMOUNT),

@@ -115,7 +115,9 @@ def test_revisions_and_totals_survive_a_restore_and_old_windows_expire() -> None
         max_size=60,
     )
 )
-def test_cumulative_totals_never_depend_on_arrival_order(events: list[tuple[float, float, str]]) -> None:
+def test_cumulative_totals_never_depend_on_arrival_order(
+    events: list[tuple[float, float, str]],
+) -> None:
     agg = Aggregation(CONFIG)
     for n, (offset, amount, campaign) in enumerate(events):
         agg.on_spend(spend(n, T0 + offset, amount, campaign), amount)
