@@ -26,6 +26,17 @@ def worker(log_level: str = typer.Option("INFO", help="Python log level.")) -> N
     asyncio.run(run_worker(Settings()))
 
 
+@app.command()
+def demo(
+    clicks_per_second: float = typer.Option(40.0, help="Synthetic clicks per second."),
+    campaigns: int = typer.Option(8, help="Synthetic campaigns."),
+) -> None:
+    """Start local Kafka, a worker and live traffic, and show per-campaign ROI live."""
+    from .demo import run_demo
+
+    run_demo(Settings(), clicks_per_second, campaigns)
+
+
 @app.command("create-topics")
 def create_topics_cmd() -> None:
     """Create every topic the processor uses (idempotent)."""
