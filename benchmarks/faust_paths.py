@@ -12,6 +12,9 @@ the same run measures events/s for:
                        itself from its first event to its N-th (see faust_app.py); the driver
                        waits for the agent's JSON line, then kills the worker.
 
+Each run also records process CPU-us per event (``time.process_time``), which is steadier
+than events/s on a shared 2-core machine. Results and their reading: docs/faust-batching.md.
+
 Prints a markdown table of medians and the ratio to the baseline's median; with
 ``--profile`` also cProfiles a few Faust workers and prints the hottest functions.
 The broker is ``--bootstrap`` (default ``127.0.0.1:$STREAM_APP_KAFKA_PORT`` or 9092);
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pstats
@@ -66,6 +70,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "faust_empty_tuned": ("empty", TUNED, "runs"),
     "faust_take_tuned": ("take", TUNED, "runs"),
     "faust_textbook_tuned": ("textbook", TUNED, "extra_runs"),
+    # changelog writes are sent one small produce request at a time with linger 0
+    "faust_textbook_linger": ("textbook", {"producer_linger": 0.05}, "extra_runs"),
     "faust_empty_info": ("empty", {}, "runs"),
     "faust_take_info": ("take", {}, "extra_runs"),
     "faust_textbook_info": ("textbook", {}, "runs"),
@@ -179,7 +185,7 @@ def run_faust(
     }
     if profile:
         env["FB_PROFILE"] = profile
-    log = open(f"/tmp/faust-bench-out/{app_id}.log", "w")
+    log = open(f"/tmp/faust-bench-out/{app_id}.log", "w")  # noqa: SIM115 -- closed in finally
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, str(FAUST_APP), "worker", "-l", LOGLEVEL.get(name, "warn")],
@@ -203,10 +209,8 @@ def run_faust(
             if proc.poll() is not None:
                 break
             os.killpg(proc.pid, sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                pass
         log.close()
     if result is None:
         print(f"  !! {name} produced no result (see /tmp/faust-bench-out/{app_id}.log)")

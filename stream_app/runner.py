@@ -26,6 +26,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
         state_topic=settings.state_topic,
         commit_interval_seconds=settings.commit_interval_seconds,
         max_poll_records=settings.max_poll_records,
+        transaction_timeout_seconds=settings.transaction_timeout_seconds,
         on_commit=metrics.observe_commit if metrics else None,
     )
 

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         0.5, description="One Kafka transaction (outputs, state, offsets) per interval."
     )
     max_poll_records: PositiveInt = 5000
+    transaction_timeout_seconds: PositiveFloat = Field(
+        10.0,
+        description="How long the broker waits before aborting a crashed worker's open "
+        "transaction; bounds how long a rebalance waits for read_committed state.",
+    )
 
     # observability
     metrics_port: int = Field(9308, ge=0, description="Prometheus /metrics; 0 disables.")

@@ -10,9 +10,14 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from .settings import Settings
 
-COMPACTED = {"cleanup.policy": "compact"}
+# The broker stamps each record when it is appended. Producers may send event time as
+# the record timestamp, and replayed or backfilled data then looks months old: with
+# CreateTime, time-based retention deletes it before it is processed. Event time lives
+# in the payload; the record timestamp measures processing latency.
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+COMPACTED = {**APPEND_TIME, "cleanup.policy": "compact"}
 STATE = {
-    "cleanup.policy": "compact",
+    **COMPACTED,
     "max.message.bytes": str(16 * 1024 * 1024),
     "segment.ms": str(3600 * 1000),
 }
@@ -24,8 +29,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     t = settings.topics
     n = settings.partitions
 
-    def spec(name: str, config: dict[str, str] | None = None) -> NewTopic:
-        return NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=config or {})
+    def spec(name: str, config: dict[str, str] = APPEND_TIME) -> NewTopic:
+        return NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=config)
 
     return [
         spec(t.clicks),
@@ -59,10 +64,10 @@ async def create_topics(settings: Settings) -> list[str]:
 
 
 async def _wait_for_leaders(
-    admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0
+    admin: AIOKafkaAdminClient, names: list[str], limit_seconds: float = 30.0
 ) -> None:
     """Return once every partition has a leader, so first clients see no retriable errors."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit_seconds):
         while True:
             described = await admin.describe_topics(names)
             if all(

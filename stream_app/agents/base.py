@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from aiokafka.structs import ConsumerRecord
 
@@ -16,7 +17,7 @@ from ..engine.stage import Outbox
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord  # aiokafka ships no type hints
 
 
 class EdgeDecoder:

@@ -97,7 +97,20 @@ class Totals:
 
     @classmethod
     def from_list(cls, values: list[int | float]) -> Self:
-        return cls(*values)
+        spend, impressions, clicks, conversions, revenue, reviews, scored, sentiment, negative = (
+            values
+        )
+        return cls(
+            float(spend),
+            int(impressions),
+            int(clicks),
+            int(conversions),
+            float(revenue),
+            int(reviews),
+            int(scored),
+            float(sentiment),
+            int(negative),
+        )
 
     def is_empty(self) -> bool:
         return not any(self.to_list())

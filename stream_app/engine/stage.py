@@ -47,7 +47,9 @@ class Stage(Protocol):
     """
 
     name: str
-    topics: Sequence[str]
+
+    @property
+    def topics(self) -> Sequence[str]: ...
 
     def new_state(self) -> PartitionState: ...
 

@@ -54,6 +54,7 @@ class Worker:
         state_topic: Callable[[str], str],
         commit_interval_seconds: float = 0.5,
         max_poll_records: int = 5000,
+        transaction_timeout_seconds: float = 10.0,
         on_commit: CommitObserver | None = None,
     ) -> None:
         self.stages = list(stages)
@@ -64,6 +65,7 @@ class Worker:
         self._state_topic = state_topic
         self._interval = commit_interval_seconds
         self._max_poll_records = max_poll_records
+        self._transaction_timeout_ms = int(transaction_timeout_seconds * 1000)
         self._on_commit = on_commit
         self.states: dict[tuple[str, int], PartitionState] = {}
         self._offsets: dict[TopicPartition, int] = {}
@@ -86,6 +88,7 @@ class Worker:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             transactional_id=self._transactional_id,
+            transaction_timeout_ms=self._transaction_timeout_ms,
             enable_idempotence=True,
             linger_ms=5,
             max_batch_size=512 * 1024,
