@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -45,5 +46,24 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
+
+    def diagnose() -> None:
+        _log_tasks()
+        loop.create_task(worker.log_diagnostics())
+
+    loop.add_signal_handler(signal.SIGUSR1, diagnose)
     await worker.run()
     log.info("worker stopped after %d transactions", worker.committed_transactions)
+
+
+def _log_tasks() -> None:
+    """``kill -USR1 <pid>``: log where every asyncio task is waiting (for a stuck worker)."""
+    for task in asyncio.all_tasks():
+        chain: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None and hasattr(coro, "cr_frame"):
+            frame = coro.cr_frame
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            coro = coro.cr_await
+        log.warning("task %s: %s", task.get_name(), " -> ".join(chain) or "(no frames)")

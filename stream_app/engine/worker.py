@@ -124,6 +124,24 @@ class Worker:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def log_diagnostics(self) -> None:
+        """Where each assigned partition stands (``kill -USR1`` on a worker that seems stuck)."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        for tp in sorted(consumer.assignment()):
+            log.warning(
+                "%s[%d] position=%s committed=%s highwater=%s lso=%s state=%s",
+                tp.topic,
+                tp.partition,
+                await consumer.position(tp),
+                await consumer.committed(tp),
+                consumer.highwater(tp),
+                consumer.last_stable_offset(tp),
+                (self._stage_of[tp.topic].name, tp.partition) in self.states,
+            )
+        log.warning("states=%s in_flight=%s", sorted(self.states), self._in_flight)
+
     async def _loop(self) -> None:
         assert self.consumer is not None
         last_commit = time.monotonic()
@@ -237,11 +255,11 @@ class Worker:
             }
             restored = await read_changelog(self._bootstrap, changelogs)
             for tp, values in restored.items():
-                name, partition = changelogs[tp]
-                state = self._stage_by_name(name).new_state()
-                for name, value in values.items():
-                    state.restore(name, value)
-                self.states[(name, partition)] = state
+                stage_name, partition = changelogs[tp]
+                state = self._stage_by_name(stage_name).new_state()
+                for entry, value in values.items():
+                    state.restore(entry, value)
+                self.states[(stage_name, partition)] = state
             log.info("assigned %d partitions; restored %d states", len(assigned), len(missing))
         self.ready.set()
 
