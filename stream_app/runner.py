@@ -47,9 +47,13 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
 
+    pending: set[asyncio.Task[None]] = set()
+
     def diagnose() -> None:
         _log_tasks()
-        loop.create_task(worker.log_diagnostics())
+        task = loop.create_task(worker.log_diagnostics())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     loop.add_signal_handler(signal.SIGUSR1, diagnose)
     await worker.run()
