@@ -1,0 +1,72 @@
+"""Metrics observed from committed transactions, each test on a fresh registry."""
+
+from __future__ import annotations
+
+from aiokafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from stream_app.domain.outcomes import Outcome
+from stream_app.domain.records import CampaignLatest
+from stream_app.domain.records import Metrics as RecordMetrics
+from stream_app.domain.roi import Totals
+from stream_app.engine.stage import Outbox
+from stream_app.observability import Metrics
+
+
+def latest(campaign: str, spend: float, revenue: float) -> CampaignLatest:
+    return CampaignLatest(
+        campaign_id=campaign,
+        revision=1,
+        cumulative=RecordMetrics.of(Totals(spend=spend, revenue=revenue, clicks=10), "USD"),
+        last_window=None,
+        too_late_events=0,
+        updated_at=0.0,
+    )
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_counters_and_latency_follow_the_commit() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=5)
+    out = Outbox()
+    out.outcomes[("clicks", Outcome.ACCEPTED)] += 7
+    out.dead_letters["bad_json"] += 2
+    out.unattributed["unknown_click"] += 1
+    metrics.observe_commit(
+        out, 0.02, {TopicPartition("clicks", 0): 1_000_000}, {"clicks": 3}, 1_001.5
+    )
+    assert value(registry, "stream_app_events_total", topic="clicks", outcome="accepted") == 7
+    assert value(registry, "stream_app_dead_letters_total", reason="bad_json") == 2
+    assert value(registry, "stream_app_conversions_unattributed_total", reason="unknown_click") == 1
+    assert value(registry, "stream_app_consumer_lag_messages", topic="clicks") == 3
+    assert value(registry, "stream_app_processing_latency_seconds_count") == 1
+    assert value(registry, "stream_app_processing_latency_seconds_sum") == 1.5
+
+
+def test_campaign_labels_are_bounded_and_the_rest_summed_into_other() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=2)
+    out = Outbox()
+    out.latest = [latest("a", 10, 20), latest("b", 10, 5), latest("c", 10, 30), latest("d", 30, 10)]
+    metrics.observe_commit(out, 0.0, {}, {}, 0.0)
+    assert value(registry, "stream_app_campaign_roi_ratio", campaign="a") == 1.0
+    assert value(registry, "stream_app_campaign_spend", campaign="other", currency="USD") == 40
+    assert value(registry, "stream_app_campaign_roi_ratio", campaign="other") == 0.0  # 40 vs 40
+    assert value(registry, "stream_app_campaign_roi_ratio", campaign="c") is None
+    labels = {s.labels.get("campaign") for m in registry.collect() for s in m.samples}
+    assert labels <= {"a", "b", "other", None}
+
+
+def test_undefined_ratio_is_absent_not_nan() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=5)
+    out = Outbox()
+    out.latest = [latest("a", 10, 20)]
+    metrics.observe_commit(out, 0.0, {}, {}, 0.0)
+    out.latest = [latest("a", 0, 20)]  # no spend: ROI undefined
+    metrics.observe_commit(out, 0.0, {}, {}, 0.0)
+    assert value(registry, "stream_app_campaign_roi_ratio", campaign="a") is None
+    assert value(registry, "stream_app_campaign_revenue", campaign="a", currency="USD") == 20
