@@ -9,8 +9,10 @@ from collections.abc import Callable
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from stream_app.domain.records import DeadLetter, UnattributedConversion, WindowRoi
+from stream_app.observability import Metrics
 from stream_app.outputs import decode_all, latest_by_campaign, read_all
 from stream_app.runner import build_worker
 from stream_app.settings import Settings
@@ -74,9 +76,14 @@ async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> 
         await producer.stop()
 
 
-async def run_until(settings: Settings, done: Callable[[], object], limit: float = 60) -> None:
+async def run_until(
+    settings: Settings,
+    done: Callable[[], object],
+    metrics: Metrics | None = None,
+    limit: float = 60,
+) -> None:
     """Run a worker in this event loop until ``done()`` (awaitable) is true."""
-    worker = build_worker(settings)
+    worker = build_worker(settings, metrics)
     task = asyncio.create_task(worker.run())
     try:
         async with asyncio.timeout(limit):
@@ -126,7 +133,8 @@ async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> Non
             and a.cumulative.spend == 40.0
         )
 
-    await run_until(settings, done)
+    registry = CollectorRegistry()
+    await run_until(settings, done, Metrics(registry, max_campaigns=10))
     latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
     a = latest["cmp-a"].cumulative
     assert (a.clicks, a.conversions, a.spend) == (2, 2, 40.0)
@@ -162,6 +170,21 @@ async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> Non
     assert [(u.click_id, u.reason, u.revenue) for u in lost] == [("k9", "unknown_click", 7.0)]
 
     windows = decode_all(await read_all(settings.bootstrap_servers, t.campaign_roi), WindowRoi)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("stream_app_events_total", topic=t.clicks, outcome="accepted") == 4
+    assert sample("stream_app_events_total", topic=t.clicks, outcome="duplicate") == 1
+    # whether a conversion waited for its click depends on how the two topics interleave
+    waited = sample("stream_app_events_total", topic=t.conversions, outcome="pending") or 0
+    direct = sample("stream_app_events_total", topic=t.conversions, outcome="attributed") or 0
+    assert (waited + direct, waited >= 1) == (3, True)  # k9 always waits: its click never comes
+    assert sample("stream_app_events_total", topic=t.conversions, outcome="duplicate") == 1
+    assert sample("stream_app_dead_letters_total", reason="bad_json") == 1
+    assert sample("stream_app_conversions_unattributed_total", reason="unknown_click") == 1
+    assert sample("stream_app_campaign_spend", campaign="cmp-a", currency="USD") == 40.0
+
     first_window = [w for w in windows if w.campaign_id == "cmp-a" and w.window_start == T0]
     assert first_window[-1].metrics.conversions == 2
     revisions = [w.revision for w in first_window]
