@@ -8,7 +8,6 @@ never see each other's data.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,18 +17,7 @@ import pytest
 from stream_app.kafka_local import LocalKafkaConfig, start, stop
 from stream_app.settings import Settings, Topics
 
-
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+from .ports import free_ports
 
 
 @pytest.fixture(scope="session")

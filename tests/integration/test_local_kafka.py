@@ -9,7 +9,6 @@ or Maven Central these tests fail, because then ``stream-app kafka start`` would
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -32,21 +31,9 @@ from stream_app.kafka_local import (
     wait_ready,
 )
 
+from .ports import free_ports
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct ephemeral ports, all held open until every one is chosen."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _process_gone(pid: int) -> bool:
@@ -59,7 +46,7 @@ def _process_gone(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaConfig]:
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     config = replace(
         LocalKafkaConfig.from_env(),  # keeps the shared jar cache (STREAM_APP_KAFKA_CACHE_DIR)
         port=port,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import orjson
-
 from stream_app.domain.attribution import Attribution, AttributionConfig
 from stream_app.domain.events import Click, Conversion
 from stream_app.domain.outcomes import Outcome
 from stream_app.domain.records import CampaignDelta
 from stream_app.domain.roi import Totals
+
+from .compacted import restore_through
 
 T0 = 1_767_225_600.0
 CONFIG = AttributionConfig(
@@ -92,16 +92,7 @@ def test_duplicates_are_counted_once() -> None:
 
 
 def restored(a: Attribution, log: dict[str, object]) -> Attribution:
-    """Apply ``a``'s changes to a compacted log and rebuild from it, like the engine."""
-    for key, value in a.changes():
-        if value is None:
-            log.pop(key, None)
-        else:
-            log[key] = orjson.loads(orjson.dumps(value))
-    b = Attribution(CONFIG)
-    for key, value in log.items():
-        b.restore(key, value)
-    return b
+    return restore_through(log, a, lambda: Attribution(CONFIG))
 
 
 def test_state_survives_a_restore_mid_stream() -> None:

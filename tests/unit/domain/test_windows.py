@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,6 +10,8 @@ from stream_app.domain.outcomes import Outcome
 from stream_app.domain.records import CampaignDelta
 from stream_app.domain.roi import Totals
 from stream_app.domain.windows import Aggregation, AggregationConfig
+
+from .compacted import restore_through
 
 T0 = 1_767_225_600.0
 CONFIG = AggregationConfig(
@@ -81,15 +82,7 @@ def test_review_without_score_counts_but_has_no_sentiment() -> None:
 
 
 def rebuild(agg: Aggregation, log: dict[str, object]) -> Aggregation:
-    for key, value in agg.changes():
-        if value is None:
-            log.pop(key, None)
-        else:
-            log[key] = orjson.loads(orjson.dumps(value))
-    fresh = Aggregation(CONFIG)
-    for key, value in log.items():
-        fresh.restore(key, value)
-    return fresh
+    return restore_through(log, agg, lambda: Aggregation(CONFIG))
 
 
 def test_revisions_and_totals_survive_a_restore_and_old_windows_expire() -> None:
