@@ -112,12 +112,13 @@ class Worker:
         await self.consumer.start()
         try:
             await self._loop()
+            async with self._lock:  # a clean stop commits what was processed
+                await self._commit()
         finally:
-            async with self._lock:
-                if not self._failed:
-                    await self._commit()
-                elif self._in_flight is not None:
-                    self._in_flight.cancel()
+            # After an error nothing more is committed: the in-memory state may be ahead
+            # of the last transaction, and the restarted worker restores from the changelog.
+            if self._in_flight is not None and not self._in_flight.done():
+                self._in_flight.cancel()
             await self.consumer.stop()
             await self.producer.stop()
 
