@@ -14,6 +14,7 @@ from ..domain.events import Review, Spend
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
 from ..domain.records import CampaignDelta
+from ..domain.roi import Totals
 from ..domain.validation import Reason, Validated
 from ..domain.windows import Aggregation, AggregationConfig
 from ..engine.stage import Outbox
@@ -69,9 +70,10 @@ class AggregationAgent:
             except msgspec.DecodeError as exc:
                 self._edge.reject(record, Reason.SCHEMA_VIOLATION, str(exc), out)
                 continue
-            outcome = state.on_delta(delta)
-            if outcome is Outcome.TOO_LATE:
-                out.outcomes[(record.topic, Outcome.TOO_LATE)] += 1
+            if state.on_delta(delta) is Outcome.TOO_LATE:  # count the events, not the record
+                totals = Totals.from_list(delta.totals)
+                late = totals.clicks if delta.kind == "click" else totals.conversions
+                out.outcomes[(record.topic, Outcome.TOO_LATE)] += late
 
     def flush(self, state: Aggregation, out: Outbox, now: float) -> None:
         windows, latest = state.drain_emissions(now)
