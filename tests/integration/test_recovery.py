@@ -147,14 +147,18 @@ async def advance_click_time(settings: Settings, ts: float) -> None:
 async def outputs_match(
     settings: Settings, expected: dict[str, list[float]], limit: float
 ) -> dict[str, CampaignLatest]:
-    """Poll campaign-roi-latest until every campaign's counts equal the truth."""
+    """Poll campaign-roi-latest until every campaign's counts equal the truth and the
+    sentinel clicks (one per partition) have arrived: the conversions it gives up on are committed in the same
+    transaction as its delta, before the sentinel campaign can appear here."""
     latest: dict[str, CampaignLatest] = {}
     deadline = asyncio.get_running_loop().time() + limit
     while asyncio.get_running_loop().time() < deadline:
         latest = await latest_by_campaign(
             settings.bootstrap_servers, settings.topics.campaign_roi_latest
         )
-        if all(
+        sentinel = latest.get("sentinel")
+        arrived = sentinel is not None and sentinel.cumulative.clicks == settings.partitions
+        if arrived and all(
             cid in latest
             and [
                 latest[cid].cumulative.clicks,
