@@ -148,8 +148,8 @@ async def outputs_match(
     settings: Settings, expected: dict[str, list[float]], limit: float
 ) -> dict[str, CampaignLatest]:
     """Poll campaign-roi-latest until every campaign's counts equal the truth and the
-    sentinel clicks (one per partition) have arrived: the conversions it gives up on are committed in the same
-    transaction as its delta, before the sentinel campaign can appear here."""
+    sentinel clicks (one per partition) have arrived. The conversions they give up on are
+    committed in the same transaction as their deltas, so they are readable by then."""
     latest: dict[str, CampaignLatest] = {}
     deadline = asyncio.get_running_loop().time() + limit
     while asyncio.get_running_loop().time() < deadline:
