@@ -104,11 +104,6 @@ class Attribution:
             )
         )
 
-    @property
-    def watermark(self) -> float:
-        """Event time both inputs have reached."""
-        return min(self.click_watermark, self.conversion_watermark)
-
     def _index_click(self, click_id: str, campaign_id: str, ts: float) -> None:
         self.clicks[click_id] = (campaign_id, ts)
         bucket = int(ts // CLICK_BUCKET_SECONDS)

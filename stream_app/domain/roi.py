@@ -112,8 +112,5 @@ class Totals:
             int(negative),
         )
 
-    def is_empty(self) -> bool:
-        return not any(self.to_list())
-
 
 TOTAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Totals))
