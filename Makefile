@@ -15,7 +15,7 @@ system-deps:  ## Java 17 and Maven (for the local Kafka broker), from Debian if 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,tools]'
 	touch $@
 
 setup: system-deps $(BIN)/.installed  ## create .venv with the package and test tools

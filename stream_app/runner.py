@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from .agents import AggregationAgent, AttributionAgent
+from .agents import AggregationAgent, AttributionAgent, ReviewAgent
 from .engine import Worker
 from .observability import Metrics
 from .settings import Settings
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
+    """Attribution and aggregation: the ROI path, one consumer group."""
     return Worker(
         [AttributionAgent(settings), AggregationAgent(settings)],
         bootstrap_servers=settings.bootstrap_servers,
@@ -32,6 +33,42 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
 
 
+def build_review_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
+    """Sentiment scoring in its own group and transactions, so it never stalls the ROI path."""
+    agent = ReviewAgent(settings)
+    if metrics is not None:
+        metrics.model_info.labels("sentiment", agent.scorer.version).set(1)
+    return Worker(
+        [agent],
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{settings.consumer_group}-sentiment",
+        transactional_id=f"{settings.app_id}-{settings.worker_id}-sentiment",
+        state_topic=settings.state_topic,
+        commit_interval_seconds=settings.commit_interval_seconds,
+        max_poll_records=settings.sentiment_batch_size,
+        transaction_timeout_seconds=settings.transaction_timeout_seconds,
+        on_commit=metrics.observe_commit if metrics else None,
+    )
+
+
+def build_workers(settings: Settings, metrics: Metrics | None = None) -> list[Worker]:
+    """Everything one process runs: the ROI path and review scoring."""
+    return [build_worker(settings, metrics), build_review_worker(settings, metrics)]
+
+
+async def run_workers(workers: list[Worker]) -> None:
+    """Run all until each is stopped; one failing stops the others (they commit cleanly)."""
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_worker(settings: Settings) -> None:
     """Create missing topics, serve /metrics, process until SIGINT or SIGTERM."""
     created = await create_topics(settings)
@@ -42,22 +79,31 @@ async def run_worker(settings: Settings) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1", registry=registry)
         log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
-    worker = build_worker(settings, metrics)
+    workers = build_workers(settings, metrics)
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for worker in workers:
+            worker.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(sig, stop)
 
     pending: set[asyncio.Task[None]] = set()
 
     def diagnose() -> None:
         _log_tasks()
-        task = loop.create_task(worker.log_diagnostics())
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        for worker in workers:
+            task = loop.create_task(worker.log_diagnostics())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
 
     loop.add_signal_handler(signal.SIGUSR1, diagnose)
-    await worker.run()
-    log.info("worker stopped after %d transactions", worker.committed_transactions)
+    await run_workers(workers)
+    log.info(
+        "worker stopped after %s transactions",
+        "+".join(str(w.committed_transactions) for w in workers),
+    )
 
 
 def _log_tasks() -> None:

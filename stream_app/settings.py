@@ -23,6 +23,8 @@ DEFAULT_RATES: dict[str, float] = {
     "AUD": 0.66,
 }
 
+SENTIMENT_MODEL_DIR = Path(__file__).resolve().parents[1] / "onnx_models" / "sentiment"
+
 
 class Topics(BaseSettings):
     """Kafka topic names; one name per concept, as in docs/topics.md."""
@@ -34,6 +36,7 @@ class Topics(BaseSettings):
     conversions: str = "conversions"
     spend: str = "spend"
     reviews: str = "reviews"
+    reviews_scored: str = "reviews-scored"
     campaign_deltas: str = "campaign-deltas"
     campaign_roi: str = "campaign-roi"
     campaign_roi_latest: str = "campaign-roi-latest"
@@ -95,6 +98,16 @@ class Settings(BaseSettings):
         10.0,
         description="How long the broker waits before aborting a crashed worker's open "
         "transaction; bounds how long a rebalance waits for read_committed state.",
+    )
+
+    # review sentiment (docs/sentiment.md)
+    sentiment_model_dir: Path = Field(
+        SENTIMENT_MODEL_DIR,
+        description="Folder with model.int8.onnx, tokenizer.json and sentiment.json.",
+    )
+    sentiment_threads: PositiveInt = Field(1, description="onnxruntime intra-op threads.")
+    sentiment_batch_size: PositiveInt = Field(
+        32, description="Reviews scored per model call (and the most taken per poll)."
     )
 
     # observability

@@ -37,6 +37,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(t.conversions),
         spec(t.spend),
         spec(t.reviews),
+        spec(t.reviews_scored),
         spec(t.campaign_deltas),
         spec(t.campaign_roi),
         spec(t.campaign_roi_latest, COMPACTED),

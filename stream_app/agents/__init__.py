@@ -5,5 +5,6 @@ Each reads like a paragraph: decode and validate, hand to the domain, forward re
 
 from .aggregation import AggregationAgent
 from .attribution import AttributionAgent
+from .reviews import ReviewAgent
 
-__all__ = ["AggregationAgent", "AttributionAgent"]
+__all__ = ["AggregationAgent", "AttributionAgent", "ReviewAgent"]

@@ -1,4 +1,4 @@
-"""Agent over ``spend``, ``reviews`` and ``campaign-deltas`` (all keyed by campaign_id).
+"""Agent over ``spend``, ``reviews-scored`` and ``campaign-deltas`` (all keyed by campaign_id).
 
 Folds them into per-campaign windows and cumulative totals and emits every changed window
 to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``.
@@ -6,14 +6,15 @@ to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import msgspec
 
-from ..domain.events import Review, Spend
+from ..domain.events import Spend
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
-from ..domain.records import CampaignDelta
+from ..domain.records import CampaignDelta, ScoredReview
 from ..domain.roi import Totals
 from ..domain.validation import Reason, Validated
 from ..domain.windows import Aggregation, AggregationConfig
@@ -23,15 +24,19 @@ from .base import EdgeDecoder, Record
 
 _encode = msgspec.json.Encoder().encode
 _decode_delta = msgspec.json.Decoder(CampaignDelta).decode
+_decode_review = msgspec.json.Decoder(ScoredReview).decode
+T = TypeVar("T")
 
 
 class AggregationAgent:
     name = "aggregation"
+    stateful = True
 
     def __init__(self, settings: Settings) -> None:
         t = settings.topics
-        self.topics = (t.spend, t.reviews, t.campaign_deltas)
+        self.topics = (t.spend, t.reviews_scored, t.campaign_deltas)
         self._deltas_topic = t.campaign_deltas
+        self._reviews_topic = t.reviews_scored
         self._roi_topic = t.campaign_roi
         self._latest_topic = t.campaign_roi_latest
         self._config = AggregationConfig(
@@ -42,33 +47,47 @@ class AggregationAgent:
             currency=settings.reporting_currency,
         )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
-        self._edge = EdgeDecoder(
-            {t.spend: "spend", t.reviews: "review"}, currencies, t.dead_letter, settings.worker_id
-        )
+        self._edge = EdgeDecoder({t.spend: "spend"}, currencies, t.dead_letter, settings.worker_id)
 
     def new_state(self) -> Aggregation:
         return Aggregation(self._config)
 
     def process(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
-        if records and records[0].topic == self._deltas_topic:
+        topic = records[0].topic if records else None
+        if topic == self._deltas_topic:
             self._process_deltas(state, records, out)
-            return
+        elif topic == self._reviews_topic:
+            self._process_reviews(state, records, out)
+        else:
 
-        def handle(valid: Validated) -> Outcome:
-            event = valid.event
-            if isinstance(event, Spend):
-                return state.on_spend(event, valid.money)
-            assert isinstance(event, Review)
-            return state.on_review(event)
+            def handle(valid: Validated) -> Outcome:
+                assert isinstance(valid.event, Spend)
+                return state.on_spend(valid.event, valid.money)
 
-        self._edge.process(records, out, handle)
+            self._edge.process(records, out, handle)
+
+    def _process_reviews(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
+        counts: dict[Outcome, int] = {}
+        for record in records:
+            review = self._internal(record, _decode_review, out)
+            if review is not None:
+                outcome = state.on_review(review)
+                counts[outcome] = counts.get(outcome, 0) + 1
+        for outcome, n in counts.items():
+            out.outcomes[(self._reviews_topic, outcome)] += n
+
+    def _internal(self, record: Record, decode: Callable[[bytes], T], out: Outbox) -> T | None:
+        """Our own records from an internal topic; a malformed one is dead-lettered."""
+        try:
+            return decode(record.value or b"")
+        except msgspec.DecodeError as exc:
+            self._edge.reject(record, Reason.SCHEMA_VIOLATION, str(exc), out)
+            return None
 
     def _process_deltas(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
         for record in records:
-            try:
-                delta = _decode_delta(record.value or b"")
-            except msgspec.DecodeError as exc:
-                self._edge.reject(record, Reason.SCHEMA_VIOLATION, str(exc), out)
+            delta = self._internal(record, _decode_delta, out)
+            if delta is None:
                 continue
             if state.on_delta(delta) is Outcome.TOO_LATE:  # count the events, not the record
                 totals = Totals.from_list(delta.totals)

@@ -24,6 +24,7 @@ _encode = msgspec.json.Encoder().encode
 
 class AttributionAgent:
     name = "attribution"
+    stateful = True
 
     def __init__(self, settings: Settings) -> None:
         t = settings.topics

@@ -64,6 +64,14 @@ class EdgeDecoder:
         for outcome, n in counts.items():
             out.outcomes[(topic, outcome)] += n
 
+    def decode(self, record: Record, out: Outbox) -> Validated | None:
+        """One record's event, or ``None`` once it has been dead-lettered."""
+        result = self._decoders[record.topic](record.value or b"")
+        if isinstance(result, Rejection):
+            self.reject(record, result.reason, result.detail, out)
+            return None
+        return result
+
     def reject(self, record: Record, reason: str, detail: str, out: Outbox) -> None:
         out.send(
             self._dead_letter_topic,

@@ -120,6 +120,27 @@ class CampaignDelta(msgspec.Struct, frozen=True, array_like=True):
     max_ts: float
 
 
+class ScoredReview(msgspec.Struct, frozen=True, kw_only=True):
+    """``reviews-scored`` (keyed by campaign_id): a review's sentiment, never its text.
+
+    ``score`` is ``2 * P(positive) - 1`` in [-1, 1]. A review the model cannot read (empty,
+    no words, not English) still counts as a review: ``score`` and ``label`` are ``null``
+    and ``unscored_reason`` says why.
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    campaign_id: str
+    ts: float
+    rating: int | None
+    score: float | None
+    label: Literal["negative", "positive"] | None
+    unscored_reason: Literal["empty_text", "no_words", "non_english"] | None
+    truncated: bool
+    model_version: str
+    scored_at: float
+
+
 class UnattributedConversion(msgspec.Struct, frozen=True, kw_only=True):
     """``conversions-unattributed``: counted, never dropped, for reconciliation."""
 

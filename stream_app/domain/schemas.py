@@ -13,7 +13,14 @@ from typing import Any
 import msgspec
 
 from .events import Click, Conversion, Review, Spend
-from .records import CampaignDelta, CampaignLatest, DeadLetter, UnattributedConversion, WindowRoi
+from .records import (
+    CampaignDelta,
+    CampaignLatest,
+    DeadLetter,
+    ScoredReview,
+    UnattributedConversion,
+    WindowRoi,
+)
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -22,6 +29,7 @@ SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "conversion": Conversion,
     "spend": Spend,
     "review": Review,
+    "review-scored": ScoredReview,
     "campaign-roi": WindowRoi,
     "campaign-roi-latest": CampaignLatest,
     "campaign-delta": CampaignDelta,

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .dedup import Deduplicator
-from .events import Review, Spend
+from .events import Spend
 from .journal import Change
 from .outcomes import Outcome
-from .records import CampaignDelta, CampaignLatest, Metrics, WindowRoi
+from .records import CampaignDelta, CampaignLatest, Metrics, ScoredReview, WindowRoi
 from .roi import Totals
 
 
@@ -80,15 +80,15 @@ class Aggregation:
         start = window_start(spend.ts, self.config.window_size_seconds)
         return self._apply(spend.campaign_id, start, totals, spend.ts, 1, own_event=True)
 
-    def on_review(self, review: Review, score: float | None = None) -> Outcome:
-        """Count a review; ``score`` in [-1, 1] when it was scored for sentiment."""
+    def on_review(self, review: ScoredReview) -> Outcome:
+        """Count a review, and its sentiment when it was scored."""
         if not self.seen.first_time(review.event_id, review.ts):
             return Outcome.DUPLICATE
         totals = Totals(reviews=1)
-        if score is not None:
+        if review.score is not None:
             totals.scored_reviews = 1
-            totals.sentiment_sum = score
-            totals.negative_reviews = int(score < 0)
+            totals.sentiment_sum = review.score
+            totals.negative_reviews = int(review.score < 0)
         start = window_start(review.ts, self.config.window_size_seconds)
         return self._apply(review.campaign_id, start, totals, review.ts, 1, own_event=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,10 @@ class Outbox:
     dead_letters: Counter[str] = field(default_factory=Counter)
     unattributed: Counter[str] = field(default_factory=Counter)
     latest: list[CampaignLatest] = field(default_factory=list)
+    reviews_scored: Counter[str] = field(default_factory=Counter)
+    reviews_unscored: Counter[str] = field(default_factory=Counter)
+    sentiment_batches: list[tuple[int, float]] = field(default_factory=list)
+    """(reviews, seconds) per model call."""
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.messages.append((topic, key, value))
@@ -42,11 +46,15 @@ class PartitionState(Protocol):
 class Stage(Protocol):
     """A group of co-partitioned input topics with one state per partition.
 
-    ``process`` gets each partition's records as one list, in offset order; ``flush``
-    runs once per transaction, just before the state's changes are written.
+    ``process`` gets each partition's records as one list, in offset order; it may return
+    an awaitable (slow work off the event loop), which the engine awaits before taking the
+    offsets. ``flush`` runs once per transaction, just before the state's changes are
+    written.
     """
 
     name: str
+    stateful: bool
+    """False: no changelog to restore from (the engine skips reading one)."""
 
     @property
     def topics(self) -> Sequence[str]: ...
@@ -55,6 +63,6 @@ class Stage(Protocol):
 
     def process(
         self, state: Any, records: Sequence[ConsumerRecord[bytes, bytes]], out: Outbox
-    ) -> None: ...
+    ) -> Awaitable[None] | None: ...
 
     def flush(self, state: Any, out: Outbox, now: float) -> None: ...

@@ -150,19 +150,23 @@ class Worker:
             batch = await self.consumer.getmany(timeout_ms=100, max_records=self._max_poll_records)
             async with self._lock:
                 for tp, records in batch.items():
-                    self._process(tp, records)
+                    await self._process(tp, records)
                 in_flight = self._in_flight is not None and not self._in_flight.done()
                 if not in_flight and time.monotonic() - last_commit >= self._interval:
                     await self._wait_in_flight()
                     self._start_commit()
                     last_commit = time.monotonic()
 
-    def _process(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _process(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
         stage = self._stage_of[tp.topic]
         state = self.states.get((stage.name, tp.partition))
         if state is None:  # revoked while the fetch was in flight; its new owner reads it
             return
-        stage.process(state, records, self._outbox)
+        pending = stage.process(state, records, self._outbox)
+        if pending is not None:
+            await pending
         self.processed_records += len(records)
         position = self._offsets[tp] = records[-1].offset + 1
         self._oldest_ts.setdefault(tp, records[0].timestamp)
@@ -250,9 +254,14 @@ class Worker:
             for key in set(self.states) - wanted:
                 del self.states[key]
             missing = sorted(wanted - set(self.states))
+            for name, partition in missing:
+                stage = self._stage_by_name(name)
+                if not stage.stateful:
+                    self.states[(name, partition)] = stage.new_state()
             changelogs = {
                 TopicPartition(self._state_topic(name), partition): (name, partition)
                 for name, partition in missing
+                if self._stage_by_name(name).stateful
             }
             restored = await read_changelog(self._bootstrap, changelogs)
             for tp, values in restored.items():

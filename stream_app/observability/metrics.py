@@ -71,6 +71,36 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.model_info = Gauge(
+            "stream_app_model_info",
+            "The model version each model slot serves (value 1).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.reviews_scored = Counter(
+            "stream_app_reviews_scored_total",
+            "Reviews scored for sentiment, by label (positive when score >= 0).",
+            ["label"],
+            registry=registry,
+        )
+        self.reviews_unscored = Counter(
+            "stream_app_reviews_unscored_total",
+            "Reviews counted but not scored (empty_text, no_words, non_english).",
+            ["reason"],
+            registry=registry,
+        )
+        self.sentiment_batch_duration = Histogram(
+            "stream_app_sentiment_batch_duration_seconds",
+            "Time to tokenise and score one micro-batch of reviews.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.sentiment_batch_size = Histogram(
+            "stream_app_sentiment_batch_reviews",
+            "Reviews per scored micro-batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
 
         def campaign_gauge(name: str, doc: str, *extra: str) -> Gauge:
             return Gauge(name, doc, ["campaign", *extra], registry=registry)
@@ -90,6 +120,12 @@ class Metrics:
         )
         self.sentiment = campaign_gauge(
             "stream_app_campaign_sentiment_mean", "Mean review sentiment in [-1, 1]."
+        )
+        self.negative_share = campaign_gauge(
+            "stream_app_campaign_negative_review_ratio", "Share of scored reviews below 0."
+        )
+        self.reviews = campaign_gauge(
+            "stream_app_campaign_reviews", "Reviews received (scored or not), cumulative."
         )
 
     # -- observer -----------------------------------------------------------------------
@@ -111,6 +147,13 @@ class Metrics:
             self.dead_letters.labels(reason).inc(n)
         for reason, n in out.unattributed.items():
             self.unattributed.labels(reason).inc(n)
+        for label, n in out.reviews_scored.items():
+            self.reviews_scored.labels(label).inc(n)
+        for reason, n in out.reviews_unscored.items():
+            self.reviews_unscored.labels(reason).inc(n)
+        for size, seconds in out.sentiment_batches:
+            self.sentiment_batch_size.observe(size)
+            self.sentiment_batch_duration.observe(seconds)
         for topic, messages in lag.items():
             self.lag.labels(topic).set(messages)
         others_changed = False
@@ -134,6 +177,8 @@ class Metrics:
         _set(self.ctr, label, m.ctr)
         _set(self.cvr, label, m.cvr)
         _set(self.sentiment, label, m.sentiment_mean)
+        _set(self.negative_share, label, m.negative_share)
+        self.reviews.labels(label).set(m.reviews)
 
 
 def _set(gauge: Gauge, label: str, value: float | None) -> None:

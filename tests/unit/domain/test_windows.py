@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_app.domain.events import Review, Spend
+from stream_app.domain.events import Spend
 from stream_app.domain.outcomes import Outcome
-from stream_app.domain.records import CampaignDelta
+from stream_app.domain.records import CampaignDelta, ScoredReview
 from stream_app.domain.roi import Totals
 from stream_app.domain.windows import Aggregation, AggregationConfig
 
@@ -72,10 +72,26 @@ def test_conversions_reach_old_click_windows_within_the_attribution_window() -> 
     assert {w.window_start: w.metrics.conversions for w in windows} == {T0: 2, T0 + 480: 0}
 
 
+def review(n: int, score: float | None) -> ScoredReview:
+    return ScoredReview(
+        event_id=f"r{n}",
+        campaign_id="c1",
+        ts=T0,
+        rating=None,
+        score=score,
+        label=None if score is None else "positive" if score >= 0 else "negative",
+        unscored_reason="empty_text" if score is None else None,
+        truncated=False,
+        model_version="m",
+        scored_at=0.0,
+    )
+
+
 def test_review_without_score_counts_but_has_no_sentiment() -> None:
     agg = Aggregation(CONFIG)
-    agg.on_review(Review(1, "r1", "c1", "great", T0))
-    agg.on_review(Review(1, "r2", "c1", "bad", T0), score=-0.5)
+    agg.on_review(review(1, None))
+    agg.on_review(review(2, -0.5))
+    assert agg.on_review(review(2, -0.5)) is Outcome.DUPLICATE
     [w], _ = agg.drain_emissions(now=0.0)
     assert (w.metrics.reviews, w.metrics.scored_reviews) == (2, 1)
     assert (w.metrics.sentiment_mean, w.metrics.negative_share) == (-0.5, 1.0)

@@ -24,7 +24,7 @@ from stream_app.domain.attribution import Attribution, AttributionConfig
 from stream_app.domain.events import Click, Conversion, Review, Spend
 from stream_app.domain.money import CurrencyTable
 from stream_app.domain.outcomes import Outcome
-from stream_app.domain.records import UnattributedConversion
+from stream_app.domain.records import ScoredReview, UnattributedConversion
 from stream_app.domain.validation import EventDecoder, Rejection, Validated
 from stream_app.domain.windows import Aggregation, AggregationConfig
 from stream_app.generator import (
@@ -143,7 +143,7 @@ def run_domain(
             outcome = run.aggregations[p].on_spend(event, result.money)
         else:
             assert isinstance(event, Review)
-            outcome = run.aggregations[p].on_review(event)
+            outcome = run.aggregations[p].on_review(unscored(event))
         run.outcomes[(record.topic_kind, outcome)] += 1
         if n % flush_every == 0:
             flush()
@@ -155,6 +155,22 @@ def run_domain(
         a.click_watermark = a.conversion_watermark = end
     flush()
     return run
+
+
+def unscored(review: Review) -> ScoredReview:
+    """The review as the sentiment stage forwards it (scores do not matter here)."""
+    return ScoredReview(
+        event_id=review.event_id,
+        campaign_id=review.campaign_id,
+        ts=review.ts,
+        rating=review.rating,
+        score=None,
+        label=None,
+        unscored_reason="empty_text",
+        truncated=False,
+        model_version="none",
+        scored_at=0.0,
+    )
 
 
 def assert_matches_truth(run: DomainRun, truth: GroundTruth) -> None:
