@@ -107,7 +107,12 @@ class Settings(BaseSettings):
     )
     sentiment_threads: PositiveInt = Field(1, description="onnxruntime intra-op threads.")
     sentiment_batch_size: PositiveInt = Field(
-        32, description="Reviews scored per model call (and the most taken per poll)."
+        64, description="Most reviews taken per poll and handed to one scoring call."
+    )
+    sentiment_model_batch_size: PositiveInt = Field(
+        1,
+        description="Texts per onnxruntime run. Above 1 is ~12% faster on short texts, but "
+        "int8 activation ranges are per batch, so a score then depends on its neighbours.",
     )
 
     # observability

@@ -60,7 +60,7 @@ class ReviewAgent:
         self.scorer = scorer or SentimentScorer(
             settings.sentiment_model_dir,
             threads=settings.sentiment_threads,
-            batch_size=settings.sentiment_batch_size,
+            batch_size=settings.sentiment_model_batch_size,
         )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder(

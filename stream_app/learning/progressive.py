@@ -3,7 +3,7 @@
 River's ``metrics.ROCAUC`` approximates the curve with a handful of thresholds, and an exact
 AUC over every score seen would grow without bound. :class:`RankAUC` is exact on scores
 quantised to ``BINS`` logit bins (0.01 wide: scores closer than that count as ties), costs
-O(log BINS) per update through Fenwick trees, and optionally forgets labels older than a
+O(1) per update and a fixed few kilobytes, and optionally forgets labels older than a
 window, which gives the rolling AUC used to watch drift and recovery.
 """
 
@@ -37,37 +37,12 @@ def score_bin(p: float) -> int:
     return 0 if b < 0 else BINS - 1 if b >= BINS else b
 
 
-class _Fenwick:
-    """Counts per bin with O(log n) prefix sums."""
-
-    __slots__ = ("counts", "tree")
-
-    def __init__(self, n: int) -> None:
-        self.tree = [0] * (n + 1)
-        self.counts = [0] * n
-
-    def add(self, i: int, delta: int) -> None:
-        self.counts[i] += delta
-        i += 1
-        tree, n = self.tree, len(self.tree)
-        while i < n:
-            tree[i] += delta
-            i += i & -i
-
-    def below(self, i: int) -> int:
-        """How many items sit in bins strictly below ``i``."""
-        total, tree = 0, self.tree
-        while i > 0:
-            total += tree[i]
-            i -= i & -i
-        return total
-
-
 class RankAUC:
     """Exact ROC AUC of binned scores, since the start or over the last ``window`` labels.
 
-    Twice the number of concordant pairs (ties count one) is kept as an integer, so the
-    value matches a batch computation on the same bins exactly, whatever the order.
+    Updates only count labels per score bin (O(1), on the learn path of every label); the
+    AUC is summed over the bins when asked for, which is rare (metrics, snapshots). On the
+    same bins it equals a batch computation exactly, ties counting one half.
 
     >>> auc = RankAUC()
     >>> for y, p in [(True, 0.9), (False, 0.1), (False, 0.8), (True, 0.4)]:
@@ -78,48 +53,44 @@ class RankAUC:
 
     def __init__(self, window: int | None = None) -> None:
         self.window = window
-        self._pos = _Fenwick(BINS)
-        self._neg = _Fenwick(BINS)
+        self._pos = [0] * BINS
+        self._neg = [0] * BINS
         self.n_pos = 0
         self.n_neg = 0
-        self._concordant2 = 0
         self._recent: deque[int] | None = None if window is None else deque()
 
     def update(self, y: bool, p: float) -> None:
         b = score_bin(p)
-        self._add(y, b, 1)
+        if y:
+            self._pos[b] += 1
+            self.n_pos += 1
+        else:
+            self._neg[b] += 1
+            self.n_neg += 1
         recent = self._recent
         if recent is not None:
-            recent.append(2 * b + int(y))
-            if self.window is not None and len(recent) > self.window:
+            if len(recent) == self.window:
                 old = recent.popleft()
-                self._add(bool(old & 1), old >> 1, -1)
-
-    def _add(self, y: bool, b: int, sign: int) -> None:
-        # Pairs are counted against the other class as it stands without this item.
-        if y:
-            if sign < 0:
-                self._pos.add(b, -1)
-                self.n_pos -= 1
-            pairs = 2 * self._neg.below(b) + self._neg.counts[b]
-            if sign > 0:
-                self._pos.add(b, 1)
-                self.n_pos += 1
-        else:
-            if sign < 0:
-                self._neg.add(b, -1)
-                self.n_neg -= 1
-            pairs = 2 * (self.n_pos - self._pos.below(b + 1)) + self._pos.counts[b]
-            if sign > 0:
-                self._neg.add(b, 1)
-                self.n_neg += 1
-        self._concordant2 += sign * pairs
+                if old & 1:
+                    self._pos[old >> 1] -= 1
+                    self.n_pos -= 1
+                else:
+                    self._neg[old >> 1] -= 1
+                    self.n_neg -= 1
+            recent.append(2 * b + y)
 
     def get(self) -> float | None:
         """The AUC, or ``None`` until both classes have been seen."""
         if not (self.n_pos and self.n_neg):
             return None
-        return self._concordant2 / (2 * self.n_pos * self.n_neg)
+        # twice the concordant pairs, as an integer: exact whatever the order of updates
+        concordant2 = 0
+        negatives_below = 0
+        for pos, neg in zip(self._pos, self._neg, strict=True):
+            if pos:
+                concordant2 += pos * (2 * negatives_below + neg)
+            negatives_below += neg
+        return concordant2 / (2 * self.n_pos * self.n_neg)
 
 
 class MeanTracker:

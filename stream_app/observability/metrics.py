@@ -79,7 +79,8 @@ class Metrics:
         )
         self.reviews_scored = Counter(
             "stream_app_reviews_scored_total",
-            "Reviews scored for sentiment, by label (positive when score >= 0).",
+            "Review deliveries scored, by label (positive when score >= 0); a duplicate "
+            "delivery is scored again and dropped later, at aggregation.",
             ["label"],
             registry=registry,
         )

@@ -57,7 +57,11 @@ class SentimentScorer:
 
     Texts are sorted by token count and cut into batches of ``batch_size``, each padded only
     to its own longest text, so one long review does not make 31 tweets pay for its padding.
-    Texts should have passed :func:`stream_app.sentiment.text.screen`.
+    Dynamic int8 quantisation takes its activation ranges from the whole batch, so with
+    ``batch_size > 1`` a score moves slightly (up to ~0.4 seen, median 0.003) with the
+    texts it is batched with; the default of 1 makes every score reproducible on replay,
+    for ~12% of throughput on tweet-sized texts (docs/sentiment.md). Texts should have
+    passed :func:`stream_app.sentiment.text.screen`.
 
     >>> scorer = SentimentScorer()
     >>> [s.label for s in scorer.predict_many(["I love it, works great", "Broke in a day. Awful."])]
@@ -65,7 +69,7 @@ class SentimentScorer:
     """
 
     def __init__(
-        self, model_dir: Path = SENTIMENT_MODEL_DIR, *, threads: int = 1, batch_size: int = 32
+        self, model_dir: Path = SENTIMENT_MODEL_DIR, *, threads: int = 1, batch_size: int = 1
     ) -> None:
         self.card = ModelCard.load(model_dir / "sentiment.json")
         self.version = self.card.version

@@ -11,10 +11,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from stream_app.domain.records import DeadLetter, UnattributedConversion, WindowRoi
+from stream_app.domain.records import DeadLetter, ScoredReview, UnattributedConversion, WindowRoi
 from stream_app.observability import Metrics
 from stream_app.outputs import decode_all, latest_by_campaign, read_all
-from stream_app.runner import build_worker
+from stream_app.runner import build_workers, run_workers
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
 
@@ -82,9 +82,9 @@ async def run_until(
     metrics: Metrics | None = None,
     limit: float = 60,
 ) -> None:
-    """Run a worker in this event loop until ``done()`` (awaitable) is true."""
-    worker = build_worker(settings, metrics)
-    task = asyncio.create_task(worker.run())
+    """Run a worker process's workers in this event loop until ``done()`` (awaitable) is true."""
+    workers = build_workers(settings, metrics)
+    task = asyncio.create_task(run_workers(workers))
     try:
         async with asyncio.timeout(limit):
             while not await done():  # type: ignore[misc]
@@ -92,7 +92,8 @@ async def run_until(
                     task.result()
                 await asyncio.sleep(0.3)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
         await task
 
 
@@ -190,3 +191,74 @@ async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> Non
     revisions = [w.revision for w in first_window]
     assert revisions == sorted(revisions)
     assert len(set(revisions)) == len(revisions)
+
+
+def review(n: int, campaign: str, text: str, ts: float = T0 + 10) -> bytes:
+    return orjson.dumps(
+        {"schema_version": 1, "event_id": f"rv{n}", "campaign_id": campaign, "text": text, "ts": ts}
+    )
+
+
+async def test_reviews_are_scored_counted_or_dead_lettered(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """Every kind of text: scored, counted unscored with a reason, or dead-lettered."""
+    settings: Settings = make_settings()
+    t = settings.topics
+    await create_topics(settings)
+    garbage = "".join(chr(c) for c in range(1, 32)) * 4
+    texts = {
+        1: "Absolutely love it, best purchase this year!",
+        2: "Terrible. It broke after two days, avoid.",
+        3: "Great value. " + "More words about nothing in particular. " * 2000 + "Love it!",
+        4: "",
+        5: "Le produit est arrivé cassé et le service client ne répond pas",
+        6: garbage,
+        7: "Terrible. It broke after two days, avoid.",  # sent twice below: counted once
+    }
+    records = [(t.reviews, "cmp-r", review(n, "cmp-r", text)) for n, text in texts.items()]
+    records.append((t.reviews, "cmp-r", review(7, "cmp-r", texts[7])))
+    await produce(settings, records)
+
+    async def done() -> bool:
+        latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
+        r = latest.get("cmp-r")
+        return bool(r and r.cumulative.reviews == 6)
+
+    registry = CollectorRegistry()
+    await run_until(settings, done, Metrics(registry, max_campaigns=10))
+    scored = {
+        s.event_id: s
+        for s in decode_all(
+            await read_all(settings.bootstrap_servers, t.reviews_scored), ScoredReview
+        )
+    }
+    assert (scored["rv1"].label, scored["rv2"].label, scored["rv3"].label) == (
+        "positive",
+        "negative",
+        "positive",
+    )
+    assert scored["rv3"].truncated
+    assert not scored["rv1"].truncated
+    assert (scored["rv4"].unscored_reason, scored["rv4"].score) == ("empty_text", None)
+    assert scored["rv5"].unscored_reason == "non_english"
+    assert "rv6" not in scored
+    [dead] = decode_all(await read_all(settings.bootstrap_servers, t.dead_letter), DeadLetter)
+    assert (dead.reason, dead.topic) == ("unscorable_text", t.reviews)
+    assert orjson.loads(base64.b64decode(dead.value_b64))["text"] == garbage
+
+    cumulative = (await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest))[
+        "cmp-r"
+    ].cumulative
+    assert (cumulative.reviews, cumulative.scored_reviews) == (6, 4)
+    sentiments = [scored[f"rv{n}"].score for n in (1, 2, 3, 7)]
+    assert cumulative.sentiment_mean == pytest.approx(sum(sentiments) / 4, abs=1e-5)  # type: ignore[arg-type]
+    assert cumulative.negative_share == 0.5
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    # scoring sees both deliveries of rv7; aggregation counts it once (above)
+    assert sample("stream_app_reviews_scored_total", label="negative") == 3
+    assert sample("stream_app_reviews_unscored_total", reason="non_english") == 1
+    assert sample("stream_app_dead_letters_total", reason="unscorable_text") == 1
+    assert sample("stream_app_campaign_negative_review_ratio", campaign="cmp-r") == 0.5
+    assert sample("stream_app_sentiment_batch_reviews_count") >= 1  # type: ignore[operator]

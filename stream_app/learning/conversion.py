@@ -1,0 +1,227 @@
+"""p(conversion) and expected value of a click, learnt online from delayed labels.
+
+The pipeline was chosen by measurement on the generator's traffic (docs/online-models.md):
+a River logistic regression with the FTRL-Proximal optimiser on one-hot click features
+(:mod:`.features`) for p(conversion), and a per-campaign running mean of order values for
+the value. Labels arrive late (a conversion minutes after its click, a negative only when
+the label window passes), so the progressive metrics score each label against the
+prediction emitted at click time, which the caller keeps with the pending click.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from river import drift, linear_model, optim, stats
+
+from .features import Features, campaign_of
+from .progressive import MeanTracker, ModelQuality, RankAUC, decode_state, encode_state, log_loss
+
+ROLLING_LABELS = 5000
+"""Labels in the rolling AUC / log loss: about 150 positives at a 3 % conversion rate."""
+
+DriftAction = Literal["none", "reset", "boost"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClickPrediction:
+    p_conversion: float
+    expected_value: float
+    """p_conversion x predicted order value, in the reporting currency."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionConfig:
+    """The knobs the comparison in tools/evaluate_models.py varies; defaults are chosen."""
+
+    optimizer: Literal["ftrl", "sgd"] = "ftrl"
+    learning_rate: float = 0.1
+    """FTRL alpha, or the SGD step size."""
+    l2: float = 0.0
+    negative_sampling: int = 1
+    """Learn from every k-th negative only, weighted k (McMahan et al. 2013, section 6.1):
+    the learner's cost is paid for about 1/k of the labels, the loss stays unbiased."""
+    drift: DriftAction = "none"
+    """What an ADWIN detection on the log loss triggers (measured: docs/online-models.md)."""
+    drift_signal: Literal["loss", "campaign-residual"] = "campaign-residual"
+    """ADWIN on the global log loss, or one ADWIN per campaign on ``converted - predicted``."""
+    drift_delta: float = 0.002
+    boost_factor: float = 0.01
+    """``boost`` on FTRL: its per-coordinate squared-gradient sums are scaled by this."""
+    sgd_boost: float = 5.0
+    """``boost`` on SGD: the step size is multiplied by this for ``boost_labels`` labels."""
+    boost_labels: int = 2000
+
+    @property
+    def version(self) -> str:
+        drift_part = "" if self.drift == "none" else f"-adwin-{self.drift}"
+        return f"conversion-{self.optimizer}{drift_part}-v1"
+
+
+class ValueModel:
+    """Order value per campaign: a running mean, with the all-campaign mean as the prior.
+
+    Order values in the traffic depend on the campaign (its product) and nothing else a
+    click carries; measured against a linear regression on the click features, the mean
+    is as accurate and needs no tuning (docs/online-models.md).
+
+    >>> v = ValueModel()
+    >>> v.predict("cmp-001")
+    0.0
+    >>> v.learn("cmp-001", 30.0); v.learn("cmp-002", 10.0)
+    >>> v.predict("cmp-001"), v.predict("cmp-009")
+    (30.0, 20.0)
+    """
+
+    def __init__(self) -> None:
+        self._by_campaign: dict[str, stats.Mean] = {}
+        self._overall = stats.Mean()
+
+    def predict(self, campaign: str | None) -> float:
+        mean = self._by_campaign.get(campaign) if campaign is not None else None
+        if mean is not None:
+            return float(mean.get())
+        return float(self._overall.get())
+
+    def learn(self, campaign: str | None, revenue: float) -> None:
+        if not math.isfinite(revenue):
+            return
+        self._overall.update(revenue)
+        if campaign is not None:
+            self._by_campaign.setdefault(campaign, stats.Mean()).update(revenue)
+
+
+class ConversionModel:
+    """p(conversion) per click and its expected value; see the module docstring.
+
+    >>> m = ConversionModel()
+    >>> m.predict({"campaign_id=cmp-001": 1.0})
+    ClickPrediction(p_conversion=0.5, expected_value=0.0)
+    >>> m.learn({"campaign_id=cmp-001": 1.0}, 0.5, converted=True, revenue=40.0)
+    >>> m.samples_seen, m.predict({"campaign_id=cmp-001": 1.0}).expected_value > 0
+    (1, True)
+    """
+
+    def __init__(self, config: ConversionConfig | None = None) -> None:
+        self.config = config or ConversionConfig()
+        self.version = self.config.version
+        self.samples_seen = 0
+        self.drifts = 0
+        self._negatives = 0
+        self._boost_left = 0
+        self._classifier = self._new_classifier()
+        self._value = ValueModel()
+        self._detectors: dict[str, drift.ADWIN] = {}
+        self._auc = RankAUC()
+        self._rolling_auc = RankAUC(window=ROLLING_LABELS)
+        self._loss = MeanTracker(window=ROLLING_LABELS)
+
+    def _new_classifier(self) -> linear_model.LogisticRegression:
+        c = self.config
+        if c.optimizer == "ftrl":
+            opt: optim.base.Optimizer = optim.FTRLProximal(alpha=c.learning_rate, l2=c.l2)
+        else:
+            opt = optim.SGD(c.learning_rate)
+        # the intercept is learnt by the same optimiser through a constant "bias" feature
+        return linear_model.LogisticRegression(optimizer=opt, intercept_lr=0.0)
+
+    def p_conversion(self, features: Features) -> float:
+        """p(conversion) alone: what the replay and the value-free callers need."""
+        proba = self._classifier.predict_proba_one(features | _BIAS)
+        return float(proba[True])
+
+    def predict(self, features: Features) -> ClickPrediction:
+        p = self.p_conversion(features)
+        return ClickPrediction(p, p * self._value.predict(campaign_of(features)))
+
+    def learn(
+        self, features: Features, predicted: float, converted: bool, revenue: float | None
+    ) -> None:
+        """One delayed label; metrics first, with the prediction emitted at click time."""
+        loss = log_loss(converted, predicted)
+        self._auc.update(converted, predicted)
+        self._rolling_auc.update(converted, predicted)
+        self._loss.update(loss)
+        k = self.config.negative_sampling
+        if converted:
+            self._classifier.learn_one(features | _BIAS, True)
+        else:
+            self._negatives += 1
+            if self._negatives % k == 0:
+                self._classifier.learn_one(features | _BIAS, False, w=float(k))
+        if converted and revenue is not None:
+            self._value.learn(campaign_of(features), revenue)
+        self.samples_seen += 1
+        if self.config.drift != "none":
+            self._watch(features, converted, predicted, loss)
+        if self._boost_left:
+            self._boost_left -= 1
+            if not self._boost_left:
+                self._classifier.optimizer.lr = optim.schedulers.Constant(self.config.learning_rate)
+
+    def _watch(self, features: Features, converted: bool, predicted: float, loss: float) -> None:
+        if self.config.drift_signal == "loss":
+            key, value = "", loss
+        else:
+            key, value = campaign_of(features) or "", float(converted) - predicted
+        detector = self._detectors.get(key)
+        if detector is None:
+            detector = self._detectors[key] = drift.ADWIN(delta=self.config.drift_delta)
+        detector.update(value)
+        if detector.drift_detected:
+            self.drifts += 1
+            self._adapt()
+
+    def _adapt(self) -> None:
+        if self.config.drift == "reset":
+            self._classifier = self._new_classifier()
+            return
+        opt = self._classifier.optimizer
+        if isinstance(opt, optim.FTRLProximal):
+            _boost_ftrl(opt, self.config.boost_factor)
+        else:
+            boosted = self.config.learning_rate * self.config.sgd_boost
+            opt.lr = optim.schedulers.Constant(boosted)
+            self._boost_left = self.config.boost_labels
+
+    def quality(self) -> ModelQuality:
+        return ModelQuality(
+            samples_seen=self.samples_seen,
+            auc=self._auc.get(),
+            log_loss=self._loss.mean(),
+            rolling_auc=self._rolling_auc.get(),
+            mae=None,
+            drifts=self.drifts,
+            rolling_log_loss=self._loss.rolling_mean(),
+        )
+
+    def to_state(self) -> str:
+        return encode_state(self)
+
+    @classmethod
+    def from_state(cls, state: str) -> ConversionModel:
+        model = decode_state(state)
+        if not isinstance(model, cls):
+            raise TypeError(f"state holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+_BIAS: Features = {"bias": 1.0}
+
+
+def _boost_ftrl(opt: optim.FTRLProximal, factor: float) -> None:
+    """Raise FTRL's per-coordinate learning rates without moving the current weights.
+
+    FTRL's rate for a coordinate is alpha / (beta + sqrt(n)); after a long stable period n
+    is large and the model adapts slowly. Scaling n down and z by the matching ratio keeps
+    w = -z / ((beta + sqrt(n)) / alpha + l2) (with l1 = 0) where it is.
+    """
+    a, b, l2 = opt.alpha, opt.beta, opt.l2
+    for key, n in opt.n.items():
+        new_n = n * factor
+        old_denominator = (b + math.sqrt(n)) / a + l2
+        new_denominator = (b + math.sqrt(new_n)) / a + l2
+        opt.n[key] = new_n
+        opt.z[key] *= new_denominator / old_denominator
