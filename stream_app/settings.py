@@ -37,6 +37,8 @@ class Topics(BaseSettings):
     spend: str = "spend"
     reviews: str = "reviews"
     reviews_scored: str = "reviews-scored"
+    clicks_scored: str = "clicks-scored"
+    model_quality: str = "model-quality"
     campaign_deltas: str = "campaign-deltas"
     campaign_roi: str = "campaign-roi"
     campaign_roi_latest: str = "campaign-roi-latest"
@@ -98,6 +100,11 @@ class Settings(BaseSettings):
         10.0,
         description="How long the broker waits before aborting a crashed worker's open "
         "transaction; bounds how long a rebalance waits for read_committed state.",
+    )
+
+    # online models (docs/online-models.md)
+    models_enabled: bool = Field(
+        True, description="Conversion model and ROI forecaster; off only to measure their cost."
     )
 
     # review sentiment (docs/sentiment.md)

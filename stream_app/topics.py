@@ -38,6 +38,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(t.spend),
         spec(t.reviews),
         spec(t.reviews_scored),
+        spec(t.clicks_scored),
+        spec(t.model_quality, COMPACTED),
         spec(t.campaign_deltas),
         spec(t.campaign_roi),
         spec(t.campaign_roi_latest, COMPACTED),

@@ -1,7 +1,9 @@
 """Agent over ``spend``, ``reviews-scored`` and ``campaign-deltas`` (all keyed by campaign_id).
 
 Folds them into per-campaign windows and cumulative totals and emits every changed window
-to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``.
+to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``. The partition's
+ROI forecaster forecasts each window as it closes and learns as windows mature; its
+progressive MAE goes to ``model-quality``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,30 @@ from ..domain.roi import Totals
 from ..domain.validation import Reason, Validated
 from ..domain.windows import Aggregation, AggregationConfig
 from ..engine.stage import Outbox
+from ..learning import ConversionModel, RoiForecaster
 from ..settings import Settings
 from .base import EdgeDecoder, Record
+from .quality import quality_record, record_key
 
 _encode = msgspec.json.Encoder().encode
 _decode_delta = msgspec.json.Decoder(CampaignDelta).decode
 _decode_review = msgspec.json.Decoder(ScoredReview).decode
 T = TypeVar("T")
+
+
+class PartitionAggregation(Aggregation):
+    """One campaign partition's windows, totals and ROI forecaster."""
+
+    def __init__(
+        self,
+        partition: int,
+        config: AggregationConfig,
+        forecaster: RoiForecaster | None = None,
+        conversion_model_version: str | None = None,
+    ) -> None:
+        super().__init__(config, forecaster, conversion_model_version)
+        self.partition = partition
+        self.reported_samples = 0
 
 
 class AggregationAgent:
@@ -39,6 +58,8 @@ class AggregationAgent:
         self._reviews_topic = t.reviews_scored
         self._roi_topic = t.campaign_roi
         self._latest_topic = t.campaign_roi_latest
+        self._quality_topic = t.model_quality
+        self._models = settings.models_enabled
         self._config = AggregationConfig(
             window_size_seconds=settings.window_size_seconds,
             allowed_lateness_seconds=settings.allowed_lateness_seconds,
@@ -49,10 +70,14 @@ class AggregationAgent:
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder({t.spend: "spend"}, currencies, t.dead_letter, settings.worker_id)
 
-    def new_state(self) -> Aggregation:
-        return Aggregation(self._config)
+    def new_state(self, partition: int) -> PartitionAggregation:
+        if not self._models:
+            return PartitionAggregation(partition, self._config)
+        return PartitionAggregation(
+            partition, self._config, RoiForecaster(), ConversionModel().version
+        )
 
-    def process(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
+    def process(self, state: PartitionAggregation, records: Sequence[Record], out: Outbox) -> None:
         topic = records[0].topic if records else None
         if topic == self._deltas_topic:
             self._process_deltas(state, records, out)
@@ -66,7 +91,9 @@ class AggregationAgent:
 
             self._edge.process(records, out, handle)
 
-    def _process_reviews(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
+    def _process_reviews(
+        self, state: PartitionAggregation, records: Sequence[Record], out: Outbox
+    ) -> None:
         counts: dict[Outcome, int] = {}
         for record in records:
             review = self._internal(record, _decode_review, out)
@@ -84,7 +111,9 @@ class AggregationAgent:
             self._edge.reject(record, Reason.SCHEMA_VIOLATION, str(exc), out)
             return None
 
-    def _process_deltas(self, state: Aggregation, records: Sequence[Record], out: Outbox) -> None:
+    def _process_deltas(
+        self, state: PartitionAggregation, records: Sequence[Record], out: Outbox
+    ) -> None:
         for record in records:
             delta = self._internal(record, _decode_delta, out)
             if delta is None:
@@ -94,10 +123,19 @@ class AggregationAgent:
                 late = totals.clicks if delta.kind == "click" else totals.conversions
                 out.outcomes[(record.topic, Outcome.TOO_LATE)] += late
 
-    def flush(self, state: Aggregation, out: Outbox, now: float) -> None:
+    def flush(self, state: PartitionAggregation, out: Outbox, now: float) -> None:
+        state.close_windows()
         windows, latest = state.drain_emissions(now)
         for window in windows:
             out.send(self._roi_topic, window.campaign_id.encode(), _encode(window))
         for record in latest:
             out.send(self._latest_topic, record.campaign_id.encode(), _encode(record))
         out.latest.extend(latest)
+        forecaster = state.forecaster
+        if forecaster is not None and forecaster.samples_seen != state.reported_samples:
+            state.reported_samples = forecaster.samples_seen
+            quality = quality_record(
+                "roi_forecast", forecaster.version, state.partition, forecaster.quality(), now
+            )
+            out.send(self._quality_topic, record_key(quality), _encode(quality))
+            out.model_quality.append(quality)

@@ -1,7 +1,10 @@
-"""Agent over ``clicks`` + ``conversions`` (both keyed by click_id): attribution.
+"""Agent over ``clicks`` + ``conversions`` (both keyed by click_id): attribution and the
+conversion model.
 
 Emits per-batch sums per campaign window to ``campaign-deltas`` (keyed by campaign_id),
-which repartitions the attributed stream onto the campaign-keyed aggregation agent.
+which repartitions the attributed stream onto the campaign-keyed aggregation agent. Each
+new click is scored by the partition's conversion model (``clicks-scored``); labels teach
+it at every commit, and its progressive quality goes to ``model-quality``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,24 @@ from ..domain.attribution import Attribution, AttributionConfig
 from ..domain.events import Click, Conversion
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
+from ..domain.records import ClickScored
 from ..domain.validation import Validated
 from ..engine.stage import Outbox
+from ..learning import ConversionModel
 from ..settings import Settings
 from .base import EdgeDecoder, Record
+from .quality import quality_record, record_key
+
+
+class PartitionAttribution(Attribution):
+    """One click_id partition's attribution state and conversion model."""
+
+    def __init__(
+        self, partition: int, config: AttributionConfig, model: ConversionModel | None
+    ) -> None:
+        super().__init__(config, model)
+        self.partition = partition
+
 
 _encode = msgspec.json.Encoder().encode
 
@@ -31,12 +48,17 @@ class AttributionAgent:
         self.topics = (t.clicks, t.conversions)
         self._deltas_topic = t.campaign_deltas
         self._unattributed_topic = t.conversions_unattributed
+        self._scored_topic = t.clicks_scored
+        self._quality_topic = t.model_quality
+        self._models = settings.models_enabled
+        self._currency = settings.reporting_currency
         self._config = AttributionConfig(
             window_size_seconds=settings.window_size_seconds,
             attribution_window_seconds=settings.attribution_window_seconds,
             conversion_grace_seconds=settings.conversion_grace_seconds,
             dedup_horizon_seconds=settings.dedup_horizon_seconds,
             currency=settings.reporting_currency,
+            label_lateness_seconds=settings.allowed_lateness_seconds,
         )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder(
@@ -46,10 +68,11 @@ class AttributionAgent:
             settings.worker_id,
         )
 
-    def new_state(self) -> Attribution:
-        return Attribution(self._config)
+    def new_state(self, partition: int) -> PartitionAttribution:
+        model = ConversionModel() if self._models else None
+        return PartitionAttribution(partition, self._config, model)
 
-    def process(self, state: Attribution, records: Sequence[Record], out: Outbox) -> None:
+    def process(self, state: PartitionAttribution, records: Sequence[Record], out: Outbox) -> None:
         def handle(valid: Validated) -> Outcome:
             event = valid.event
             if isinstance(event, Click):
@@ -59,8 +82,28 @@ class AttributionAgent:
 
         self._edge.process(records, out, handle)
 
-    def flush(self, state: Attribution, out: Outbox, now: float) -> None:
+    def flush(self, state: PartitionAttribution, out: Outbox, now: float) -> None:
         state.expire_pending()
+        state.expire_labels()
+        quality = state.learn()
+        model = state.model
+        if model is not None:
+            for click, scored in state.drain_scored_clicks():
+                value = ClickScored(
+                    click_id=click.click_id,
+                    campaign_id=click.campaign_id,
+                    ts=click.ts,
+                    p_conversion=round(scored.p_conversion, 6),
+                    expected_value=round(scored.expected_value, 6),
+                    currency=self._currency,
+                    model_version=model.version,
+                    scored_at=now,
+                )
+                out.send(self._scored_topic, click.click_id.encode(), _encode(value))
+            if quality is not None:
+                record = quality_record("conversion", model.version, state.partition, quality, now)
+                out.send(self._quality_topic, record_key(record), _encode(record))
+                out.model_quality.append(record)
         for delta in state.drain_deltas():
             out.send(self._deltas_topic, delta.campaign_id.encode(), _encode(delta))
         for conversion in state.drain_unattributed():

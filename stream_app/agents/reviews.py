@@ -67,7 +67,7 @@ class ReviewAgent:
             {t.reviews: "review"}, currencies, t.dead_letter, settings.worker_id
         )
 
-    def new_state(self) -> NoState:
+    def new_state(self, partition: int) -> NoState:
         return NoState()
 
     async def process(self, state: NoState, records: Sequence[Record], out: Outbox) -> None:

@@ -5,13 +5,22 @@ click in the same partition (docs/semantics.md). A conversion counts for its cli
 campaign, in the click's window, when it happened within the attribution window of the
 click. One that arrives before its click waits up to the grace period of event time;
 unknown or out-of-window conversions are reported as unattributed, never dropped.
+
+Clicks scored by the conversion model stay *open* until their label is known: positive when
+a conversion is attributed to them, negative once the conversion watermark passes their
+attribution window plus the allowed lateness. Each label carries the features and the
+prediction made at click time, so the model learns from what it saw then, and the click's
+expected value leaves its window's ``open_expected_revenue`` (the nowcast's input).
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ..learning import ConversionModel, ModelQuality, click_features
 from .dedup import Deduplicator
 from .events import Click, Conversion
 from .journal import BucketedLog, Change
@@ -20,8 +29,12 @@ from .records import CampaignDelta, DeltaKind, UnattributedConversion
 from .roi import Totals
 from .windows import window_start
 
+log = logging.getLogger(__name__)
 CLICK_BUCKET_SECONDS = 3600
+CONVERSION_MODEL_KEY = "model|conversion"
 PendingConversion = tuple[str, float, float]  # event_id, revenue (reporting currency), ts
+# click_id, campaign_id, ts, then for a scored click: features, p_conversion, expected_value
+ClickEntry = tuple[str, str, float] | tuple[str, str, float, dict[str, float], float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +44,44 @@ class AttributionConfig:
     conversion_grace_seconds: float
     dedup_horizon_seconds: float
     currency: str
+    label_lateness_seconds: float = 0.0
+    """How long after its attribution window a click waits before it is labelled negative."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What the conversion model said about a click when it arrived."""
+
+    features: dict[str, float]
+    p_conversion: float
+    expected_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A click's outcome with the features and prediction of click time (delayed label)."""
+
+    click_id: str
+    scored: Scored
+    converted: bool
+    revenue: float | None
+
+
+@dataclass(slots=True)
+class _Open:
+    campaign_id: str
+    ts: float
+    scored: Scored
 
 
 class Attribution:
     """Joins conversions to clicks and sums both per campaign window for the next stage."""
 
-    def __init__(self, config: AttributionConfig) -> None:
+    def __init__(self, config: AttributionConfig, model: ConversionModel | None = None) -> None:
         self.config = config
+        self.model = model
+        self._saved_model_samples = -1
+        self._scored_clicks: list[tuple[Click, Scored]] = []
         # One watermark per input: each side waits for the *other* stream's event time, so
         # a backlog read faster on one topic never gives up on the other too early.
         self.click_watermark = 0.0
@@ -45,15 +89,21 @@ class Attribution:
         self.seen_clicks = Deduplicator("seen-click", config.dedup_horizon_seconds)
         self.seen_conversions = Deduplicator("seen-conversion", config.dedup_horizon_seconds)
         self.clicks: dict[str, tuple[str, float]] = {}  # click_id -> (campaign_id, ts)
-        self._click_log: BucketedLog[tuple[str, str, float]] = BucketedLog("click")
+        self._click_log: BucketedLog[ClickEntry] = BucketedLog("click")
         self._clicks_in_bucket: dict[int, list[str]] = {}
         self.pending: dict[str, list[PendingConversion]] = {}
         self._pending_dirty: set[str] = set()
         self._deltas: dict[tuple[str, float, DeltaKind], tuple[Totals, float]] = {}
         self._unattributed: list[UnattributedConversion] = []
+        self.open: dict[str, _Open] = {}  # scored clicks awaiting their label
+        self._open_by_ts: list[tuple[float, str]] = []  # min-heap for negative labels
+        self._labels: list[Label] = []
+        self._labelled_log: BucketedLog[str] = BucketedLog("labelled")
+        self._labelled_restored: set[str] = set()
 
     # -- events -------------------------------------------------------------------------
-    def on_click(self, click: Click) -> Outcome:
+    def on_click(self, click: Click, scored: Scored | None = None) -> Outcome:
+        """Index the click; with ``scored``, keep it open until its label is known."""
         if (
             not self.seen_clicks.first_time(click.event_id, click.ts)
             or click.click_id in self.clicks
@@ -61,8 +111,18 @@ class Attribution:
             return Outcome.DUPLICATE
         if click.ts > self.click_watermark:
             self.click_watermark = click.ts
-        self._index_click(click.click_id, click.campaign_id, click.ts)
-        self._delta(click.campaign_id, click.ts, "click", click.ts).clicks += 1
+        if scored is None and self.model is not None:
+            features = click_features(click)
+            prediction = self.model.predict(features)
+            scored = Scored(features, prediction.p_conversion, prediction.expected_value)
+            self._scored_clicks.append((click, scored))
+        self._index_click(click.click_id, click.campaign_id, click.ts, scored)
+        totals = self._delta(click.campaign_id, click.ts, "click", click.ts)
+        totals.clicks += 1
+        if scored is not None:
+            totals.expected_revenue += scored.expected_value
+            totals.open_expected_revenue += scored.expected_value
+            totals.p_conversion_sum += scored.p_conversion
         for event_id, revenue, ts in self.pending.pop(click.click_id, ()):
             self._pending_dirty.add(click.click_id)
             self._attribute(event_id, click.click_id, revenue, ts)
@@ -88,7 +148,15 @@ class Attribution:
         totals = self._delta(campaign_id, click_ts, "conversion", ts)
         totals.conversions += 1
         totals.revenue += revenue
+        opened = self.open.pop(click_id, None)
+        if opened is not None:
+            totals.open_expected_revenue -= opened.scored.expected_value
+            self._label(click_id, opened, revenue)
         return Outcome.ATTRIBUTED
+
+    def _label(self, click_id: str, opened: _Open, revenue: float | None) -> None:
+        self._labels.append(Label(click_id, opened.scored, revenue is not None, revenue))
+        self._labelled_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), click_id)
 
     def _unattributed_conversion(
         self, event_id: str, click_id: str, revenue: float, ts: float, reason: Any
@@ -104,11 +172,31 @@ class Attribution:
             )
         )
 
-    def _index_click(self, click_id: str, campaign_id: str, ts: float) -> None:
+    def _index_click(
+        self, click_id: str, campaign_id: str, ts: float, scored: Scored | None
+    ) -> None:
         self.clicks[click_id] = (campaign_id, ts)
         bucket = int(ts // CLICK_BUCKET_SECONDS)
         self._clicks_in_bucket.setdefault(bucket, []).append(click_id)
-        self._click_log.append(bucket, (click_id, campaign_id, ts))
+        if scored is None:
+            self._click_log.append(bucket, (click_id, campaign_id, ts))
+            return
+        self._open(click_id, _Open(campaign_id, ts, scored))
+        self._click_log.append(
+            bucket,
+            (
+                click_id,
+                campaign_id,
+                ts,
+                scored.features,
+                scored.p_conversion,
+                scored.expected_value,
+            ),
+        )
+
+    def _open(self, click_id: str, opened: _Open) -> None:
+        self.open[click_id] = opened
+        heapq.heappush(self._open_by_ts, (opened.ts, click_id))
 
     def _delta(self, campaign_id: str, click_ts: float, kind: DeltaKind, ts: float) -> Totals:
         key = (campaign_id, window_start(click_ts, self.config.window_size_seconds), kind)
@@ -134,6 +222,25 @@ class Attribution:
         out, self._unattributed = self._unattributed, []
         return out
 
+    def drain_labels(self) -> list[Label]:
+        """Labels since the last call, in the order they became known."""
+        out, self._labels = self._labels, []
+        return out
+
+    def drain_scored_clicks(self) -> list[tuple[Click, Scored]]:
+        out, self._scored_clicks = self._scored_clicks, []
+        return out
+
+    def learn(self) -> ModelQuality | None:
+        """Teach the model every label since the last call; its quality if it learned."""
+        labels = self.drain_labels()
+        if self.model is None or not labels:
+            return None
+        for label in labels:
+            s = label.scored
+            self.model.learn(s.features, s.p_conversion, label.converted, label.revenue)
+        return self.model.quality()
+
     # -- state --------------------------------------------------------------------------
     def expire_pending(self) -> None:
         """Give up on conversions that waited past the grace period for their click."""
@@ -151,6 +258,23 @@ class Attribution:
                 del self.pending[click_id]
             self._pending_dirty.add(click_id)
 
+    def expire_labels(self) -> None:
+        """Label negative every open click whose attribution window (and lateness) passed."""
+        cfg = self.config
+        horizon = (
+            self.conversion_watermark - cfg.attribution_window_seconds - cfg.label_lateness_seconds
+        )
+        heap = self._open_by_ts
+        while heap and heap[0][0] < horizon:
+            ts, click_id = heapq.heappop(heap)
+            opened = self.open.get(click_id)
+            if opened is None or opened.ts != ts:
+                continue  # converted meanwhile
+            del self.open[click_id]
+            totals = self._delta(opened.campaign_id, ts, "conversion", self.conversion_watermark)
+            totals.open_expected_revenue -= opened.scored.expected_value
+            self._label(click_id, opened, None)
+
     def _expire_clicks(self) -> list[Change]:
         """Forget clicks no conversion can be attributed to any more."""
         horizon = (
@@ -158,16 +282,20 @@ class Attribution:
             - self.config.attribution_window_seconds
             - self.config.conversion_grace_seconds
         )
-        buckets, tombstones = self._click_log.expire_before(int(horizon // CLICK_BUCKET_SECONDS))
+        before = int(horizon // CLICK_BUCKET_SECONDS)
+        buckets, tombstones = self._click_log.expire_before(before)
         for bucket in buckets:
             for click_id in self._clicks_in_bucket.pop(bucket, []):
                 self.clicks.pop(click_id, None)
+                self._labelled_restored.discard(click_id)
+        tombstones.extend(self._labelled_log.expire_before(before)[1])
         return tombstones
 
     def changes(self) -> list[Change]:
         """Everything that changed since the last call, as changelog records.
 
-        Call after :meth:`expire_pending` and the drains, in the same transaction.
+        Call after :meth:`expire_pending`, :meth:`expire_labels` and the drains, in the same
+        transaction.
         """
         out = self._expire_clicks()
         out.extend(self.seen_clicks.expire(self.click_watermark))
@@ -175,11 +303,16 @@ class Attribution:
         out.extend(self.seen_clicks.changes())
         out.extend(self.seen_conversions.changes())
         out.extend(self._click_log.changes())
+        out.extend(self._labelled_log.changes())
         for click_id in self._pending_dirty:
             waiting = self.pending.get(click_id)
             out.append((f"pending|{click_id}", waiting or None))
         self._pending_dirty = set()
         out.append(("watermarks", [self.click_watermark, self.conversion_watermark]))
+        model = self.model
+        if model is not None and model.samples_seen != self._saved_model_samples:
+            out.append((CONVERSION_MODEL_KEY, model.to_state()))
+            self._saved_model_samples = model.samples_seen
         return out
 
     def restore(self, key: str, value: Any) -> None:
@@ -191,12 +324,40 @@ class Attribution:
             self.seen_conversions.restore(key, value)
         elif self._click_log.owns(key):
             bucket, items = self._click_log.restore(key, value)
-            for click_id, campaign_id, ts in items:
+            for item in items:
+                click_id, campaign_id, ts = item[:3]
                 self.clicks[click_id] = (campaign_id, ts)
                 self._clicks_in_bucket.setdefault(bucket, []).append(click_id)
+                if len(item) == 6 and click_id not in self._labelled_restored:
+                    scored = Scored(item[3], item[4], item[5])
+                    self._open(click_id, _Open(campaign_id, ts, scored))
+        elif self._labelled_log.owns(key):
+            _, click_ids = self._labelled_log.restore(key, value)
+            for click_id in click_ids:  # keys restore in any order: before or after the click
+                self._labelled_restored.add(click_id)
+                self.open.pop(click_id, None)
         elif key.startswith("pending|"):
             self.pending[key.removeprefix("pending|")] = [
                 (event_id, revenue, ts) for event_id, revenue, ts in value
             ]
+        elif key == CONVERSION_MODEL_KEY:
+            self.model = self._restored_model(value)
         else:
             raise ValueError(f"unknown attribution state key {key!r}")
+
+    def _restored_model(self, state: str) -> ConversionModel | None:
+        """The saved model; a cold one if this build cannot read it (logged, not fatal)."""
+        if self.model is None:
+            return None
+        try:
+            restored = ConversionModel.from_state(state)
+        except Exception:
+            log.exception("cannot restore the conversion model; starting it cold")
+            return self.model
+        if restored.version != self.model.version:
+            log.warning(
+                "conversion model %s replaces saved %s", self.model.version, restored.version
+            )
+            return self.model
+        self._saved_model_samples = restored.samples_seen
+        return restored

@@ -70,12 +70,21 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Predictions(msgspec.Struct, frozen=True, kw_only=True):
-    """Model outputs attached to a window (filled by the online-learning stage)."""
+    """What the online models say about a window (or all time); ``null`` without them.
+
+    ``roi_nowcast`` = (revenue + ``open_expected_revenue`` − spend) / spend: the ROI once
+    the clicks still inside their attribution window convert as the conversion model
+    expects. ``roi_forecast`` is the forecaster's prediction of the window's final ROI, made
+    when the window closed (``null`` while it is open). docs/online-models.md.
+    """
 
     p_conversion_mean: float | None = None
+    expected_revenue: float | None = None
+    open_expected_revenue: float | None = None
     roi_nowcast: float | None = None
     roi_forecast: float | None = None
-    model_version: str | None = None
+    conversion_model_version: str | None = None
+    forecast_model_version: str | None = None
 
 
 class WindowRoi(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +95,8 @@ class WindowRoi(msgspec.Struct, frozen=True, kw_only=True):
     window_start: float
     window_end: float
     revision: int
+    closed: bool = False
+    """Its own events are in (past end + allowed lateness); conversions may still come."""
     metrics: Metrics
     predictions: Predictions = Predictions()
     emitted_at: float
@@ -98,7 +109,10 @@ class CampaignLatest(msgspec.Struct, frozen=True, kw_only=True):
     campaign_id: str
     revision: int
     cumulative: Metrics
+    predictions: Predictions = Predictions()
+    """Over all time; ``roi_forecast`` is in ``last_closed_window``."""
     last_window: WindowRoi | None
+    last_closed_window: WindowRoi | None = None
     too_late_events: int
     updated_at: float
 
@@ -139,6 +153,46 @@ class ScoredReview(msgspec.Struct, frozen=True, kw_only=True):
     truncated: bool
     model_version: str
     scored_at: float
+
+
+class ClickScored(msgspec.Struct, frozen=True, kw_only=True):
+    """``clicks-scored`` (keyed by click_id): the conversion model's view of a new click.
+
+    Made from the click alone before any label is known; bidders read it per click.
+    ``expected_value`` = ``p_conversion`` × predicted order value, in ``currency``.
+    """
+
+    schema_version: Literal[1] = 1
+    click_id: str
+    campaign_id: str
+    ts: float
+    p_conversion: float
+    expected_value: float
+    currency: str
+    model_version: str
+    scored_at: float
+
+
+class ModelQualityRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """``model-quality`` (keyed by model and partition): progressive validation.
+
+    Every figure compares a label with the prediction made *before* it was known. Each
+    input partition has its own model (docs/online-models.md), hence one record each.
+    """
+
+    schema_version: Literal[1] = 1
+    model: Literal["conversion", "roi_forecast"]
+    model_version: str
+    partition: int
+    samples_seen: int
+    auc: float | None
+    log_loss: float | None
+    rolling_auc: float | None
+    rolling_log_loss: float | None
+    mae: float | None
+    rolling_mae: float | None
+    drifts: int
+    emitted_at: float
 
 
 class UnattributedConversion(msgspec.Struct, frozen=True, kw_only=True):

@@ -45,6 +45,11 @@ class Totals:
     scored_reviews: int = 0
     sentiment_sum: float = 0.0
     negative_reviews: int = 0
+    expected_revenue: float = 0.0
+    """Σ of the conversion model's expected value over the clicks (at click time)."""
+    open_expected_revenue: float = 0.0
+    """The part of ``expected_revenue`` from clicks still awaiting their label."""
+    p_conversion_sum: float = 0.0
 
     def add(self, other: Totals) -> None:
         self.spend += other.spend
@@ -56,6 +61,9 @@ class Totals:
         self.scored_reviews += other.scored_reviews
         self.sentiment_sum += other.sentiment_sum
         self.negative_reviews += other.negative_reviews
+        self.expected_revenue += other.expected_revenue
+        self.open_expected_revenue += other.open_expected_revenue
+        self.p_conversion_sum += other.p_conversion_sum
 
     def roi(self) -> float | None:
         """(revenue − spend) / spend."""
@@ -81,6 +89,20 @@ class Totals:
     def negative_share(self) -> float | None:
         return ratio(self.negative_reviews, self.scored_reviews)
 
+    def p_conversion_mean(self) -> float | None:
+        return ratio(self.p_conversion_sum, self.clicks)
+
+    def roi_nowcast(self) -> float | None:
+        """ROI once the open clicks convert as the model expects.
+
+        (revenue + expected value of clicks still open − spend) / spend: realised ROI of a
+        recent window is low until its attribution window closes; this is not.
+
+        >>> Totals(spend=100.0, revenue=50.0, open_expected_revenue=70.0).roi_nowcast()
+        0.2
+        """
+        return ratio(self.revenue + self.open_expected_revenue - self.spend, self.spend)
+
     def to_list(self) -> list[int | float]:
         """Compact positional form for state changelogs and deltas (field order)."""
         return [
@@ -93,13 +115,27 @@ class Totals:
             self.scored_reviews,
             self.sentiment_sum,
             self.negative_reviews,
+            self.expected_revenue,
+            self.open_expected_revenue,
+            self.p_conversion_sum,
         ]
 
     @classmethod
     def from_list(cls, values: list[int | float]) -> Self:
-        spend, impressions, clicks, conversions, revenue, reviews, scored, sentiment, negative = (
-            values
-        )
+        (
+            spend,
+            impressions,
+            clicks,
+            conversions,
+            revenue,
+            reviews,
+            scored,
+            sentiment,
+            negative,
+            expected,
+            open_expected,
+            p_sum,
+        ) = values
         return cls(
             float(spend),
             int(impressions),
@@ -110,6 +146,9 @@ class Totals:
             int(scored),
             float(sentiment),
             int(negative),
+            float(expected),
+            float(open_expected),
+            float(p_sum),
         )
 
 

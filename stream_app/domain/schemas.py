@@ -16,7 +16,9 @@ from .events import Click, Conversion, Review, Spend
 from .records import (
     CampaignDelta,
     CampaignLatest,
+    ClickScored,
     DeadLetter,
+    ModelQualityRecord,
     ScoredReview,
     UnattributedConversion,
     WindowRoi,
@@ -33,6 +35,8 @@ SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "campaign-roi": WindowRoi,
     "campaign-roi-latest": CampaignLatest,
     "campaign-delta": CampaignDelta,
+    "click-scored": ClickScored,
+    "model-quality": ModelQualityRecord,
     "conversion-unattributed": UnattributedConversion,
     "dead-letter": DeadLetter,
 }

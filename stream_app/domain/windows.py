@@ -6,20 +6,31 @@ watermark passes its end plus the allowed lateness, and attributed conversions u
 end plus the attribution window (revenue lands in the window of the click, as ad platforms
 report it). Later events still count in the cumulative totals and are counted as too late.
 Every change re-emits the window with the next revision.
+
+With a forecaster, each window is forecast when it *closes* (its own events are in; its
+conversions are still arriving) from what is known then, and the forecaster learns the
+window's realised ROI when it *matures* (its attribution window has passed and it is
+dropped). The inputs seen at close are kept with the window, so learning uses them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..learning import ForecastInputs, RoiForecaster
 from .dedup import Deduplicator
 from .events import Spend
 from .journal import Change
 from .outcomes import Outcome
-from .records import CampaignDelta, CampaignLatest, Metrics, ScoredReview, WindowRoi
+from .records import CampaignDelta, CampaignLatest, Metrics, Predictions, ScoredReview, WindowRoi
 from .roi import Totals
+
+log = logging.getLogger(__name__)
+FORECAST_MODEL_KEY = "model|forecast"
 
 
 def window_start(ts: float, size: int) -> float:
@@ -44,6 +55,25 @@ class AggregationConfig:
 class WindowState:
     totals: Totals = field(default_factory=Totals)
     revision: int = 0
+    closed: bool = False
+    forecast: float | None = None
+    inputs: ForecastInputs | None = None
+    """What the forecaster saw at close, to learn from when the window matures."""
+
+    def to_list(self) -> list[Any]:
+        inputs = None if self.inputs is None else dataclasses.astuple(self.inputs)
+        return [self.totals.to_list(), self.revision, self.closed, self.forecast, inputs]
+
+    @classmethod
+    def from_list(cls, value: list[Any]) -> WindowState:
+        totals, revision, closed, forecast, inputs = value
+        return cls(
+            Totals.from_list(totals),
+            revision,
+            closed,
+            forecast,
+            None if inputs is None else ForecastInputs(*inputs),
+        )
 
 
 @dataclass(slots=True)
@@ -52,13 +82,24 @@ class CampaignState:
     revision: int = 0
     last_window_start: float | None = None
     too_late_events: int = 0
+    last_closed_start: float | None = None
+    last_matured_roi: float | None = None
 
 
 class Aggregation:
     """Sums spend, reviews and attribution deltas into windows and cumulative totals."""
 
-    def __init__(self, config: AggregationConfig) -> None:
+    def __init__(
+        self,
+        config: AggregationConfig,
+        forecaster: RoiForecaster | None = None,
+        conversion_model_version: str | None = None,
+    ) -> None:
         self.config = config
+        self.forecaster = forecaster
+        self.conversion_model_version = conversion_model_version
+        self._saved_forecaster_samples = -1
+        self._to_close: list[float] = []  # min-heap of window starts not yet closed
         self.watermark = 0.0
         self.seen = Deduplicator("seen", config.dedup_horizon_seconds)
         self.windows: dict[tuple[str, float], WindowState] = {}
@@ -142,7 +183,57 @@ class Aggregation:
         if held is None:
             held = self._campaigns_at[start] = set()
             heapq.heappush(self._starts, start)
+            heapq.heappush(self._to_close, start)
         held.add(campaign_id)
+
+    # -- forecasting --------------------------------------------------------------------
+    def close_windows(self) -> None:
+        """Forecast every window whose own events are done (watermark past end + lateness)."""
+        size = self.config.window_size_seconds
+        last = self.watermark - size - self.config.allowed_lateness_seconds
+        while self._to_close and self._to_close[0] <= last:
+            start = heapq.heappop(self._to_close)
+            for campaign_id in sorted(self._campaigns_at.get(start, ())):
+                window = self.windows[(campaign_id, start)]
+                if not window.closed:
+                    self._close(campaign_id, start, window)
+
+    def _close(self, campaign_id: str, start: float, window: WindowState) -> None:
+        window.closed = True
+        campaign = self.campaigns[campaign_id]
+        if self.forecaster is not None:
+            t = window.totals
+            window.inputs = ForecastInputs(
+                campaign_id=campaign_id,
+                window_start=start,
+                window_size_seconds=self.config.window_size_seconds,
+                spend=t.spend,
+                impressions=t.impressions,
+                clicks=t.clicks,
+                conversions=t.conversions,
+                revenue=t.revenue,
+                expected_revenue=t.expected_revenue,
+                open_expected_revenue=t.open_expected_revenue,
+                sentiment_mean=t.sentiment_mean(),
+                previous_roi=campaign.last_matured_roi,
+            )
+            window.forecast = self.forecaster.predict(window.inputs)
+        if campaign.last_closed_start is None or start > campaign.last_closed_start:
+            campaign.last_closed_start = start
+            self._dirty_campaigns.add(campaign_id)
+        self._dirty_windows.add((campaign_id, start))
+
+    def _mature(self, campaign_id: str, window: WindowState) -> None:
+        """The window's ROI is final: score the forecast made at close, then learn."""
+        realised = window.totals.roi()
+        if realised is None:
+            return
+        campaign = self.campaigns.get(campaign_id)
+        if campaign is not None:
+            campaign.last_matured_roi = realised
+            self._unsaved_campaigns.add(campaign_id)
+        if self.forecaster is not None and window.inputs is not None:
+            self.forecaster.learn(window.inputs, window.forecast, realised)
 
     # -- outputs ------------------------------------------------------------------------
     def _window_record(self, campaign_id: str, start: float, now: float) -> WindowRoi:
@@ -152,8 +243,22 @@ class Aggregation:
             window_start=start,
             window_end=start + self.config.window_size_seconds,
             revision=window.revision,
+            closed=window.closed,
             metrics=Metrics.of(window.totals, self.config.currency),
+            predictions=self._predictions(window.totals, window.forecast),
             emitted_at=now,
+        )
+
+    def _predictions(self, totals: Totals, forecast: float | None) -> Predictions:
+        scored = self.conversion_model_version is not None
+        return Predictions(
+            p_conversion_mean=totals.p_conversion_mean() if scored else None,
+            expected_revenue=round(totals.expected_revenue, 6) if scored else None,
+            open_expected_revenue=round(totals.open_expected_revenue, 6) if scored else None,
+            roi_nowcast=totals.roi_nowcast() if scored else None,
+            roi_forecast=forecast,
+            conversion_model_version=self.conversion_model_version,
+            forecast_model_version=self.forecaster.version if self.forecaster else None,
         )
 
     def drain_emissions(self, now: float) -> tuple[list[WindowRoi], list[CampaignLatest]]:
@@ -166,16 +271,15 @@ class Aggregation:
         for campaign_id in sorted(self._dirty_campaigns):
             campaign = self.campaigns[campaign_id]
             campaign.revision += 1
-            last = campaign.last_window_start
             latest.append(
                 CampaignLatest(
                     campaign_id=campaign_id,
                     revision=campaign.revision,
                     cumulative=Metrics.of(campaign.totals, self.config.currency),
-                    last_window=(
-                        self._window_record(campaign_id, last, now)
-                        if last is not None and (campaign_id, last) in self.windows
-                        else None
+                    predictions=self._predictions(campaign.totals, None),
+                    last_window=self._held_record(campaign_id, campaign.last_window_start, now),
+                    last_closed_window=self._held_record(
+                        campaign_id, campaign.last_closed_start, now
                     ),
                     too_late_events=campaign.too_late_events,
                     updated_at=now,
@@ -187,24 +291,40 @@ class Aggregation:
         self._dirty_campaigns = set()
         return windows, latest
 
+    def _held_record(self, campaign_id: str, start: float | None, now: float) -> WindowRoi | None:
+        if start is None or (campaign_id, start) not in self.windows:
+            return None
+        return self._window_record(campaign_id, start, now)
+
     # -- state --------------------------------------------------------------------------
     def changes(self) -> list[Change]:
         """Changelog records for what changed since the last call (after drain_emissions)."""
         out: list[Change] = []
         for campaign_id, start in self._unsaved_windows:
             w = self.windows[(campaign_id, start)]
-            out.append((f"w|{campaign_id}|{start}", [w.totals.to_list(), w.revision]))
+            out.append((f"w|{campaign_id}|{start}", w.to_list()))
+        self._unsaved_windows = set()
+        out.extend(self._expire())  # matures windows: campaigns and the forecaster change
         for campaign_id in self._unsaved_campaigns:
             c = self.campaigns[campaign_id]
             out.append(
                 (
                     f"c|{campaign_id}",
-                    [c.totals.to_list(), c.revision, c.last_window_start, c.too_late_events],
+                    [
+                        c.totals.to_list(),
+                        c.revision,
+                        c.last_window_start,
+                        c.too_late_events,
+                        c.last_closed_start,
+                        c.last_matured_roi,
+                    ],
                 )
             )
-        self._unsaved_windows = set()
         self._unsaved_campaigns = set()
-        out.extend(self._expire())
+        forecaster = self.forecaster
+        if forecaster is not None and forecaster.samples_seen != self._saved_forecaster_samples:
+            out.append((FORECAST_MODEL_KEY, forecaster.to_state()))
+            self._saved_forecaster_samples = forecaster.samples_seen
         out.extend(self.seen.expire(self.watermark))
         out.extend(self.seen.changes())
         out.append(("watermark", self.watermark))
@@ -216,8 +336,8 @@ class Aggregation:
         last_open = self.watermark - self.config.window_size_seconds - self._retention
         while self._starts and self._starts[0] <= last_open:
             start = heapq.heappop(self._starts)
-            for campaign_id in self._campaigns_at.pop(start, ()):
-                del self.windows[(campaign_id, start)]
+            for campaign_id in sorted(self._campaigns_at.pop(start, ())):
+                self._mature(campaign_id, self.windows.pop((campaign_id, start)))
                 out.append((f"w|{campaign_id}|{start}", None))
         return out
 
@@ -229,12 +349,36 @@ class Aggregation:
         elif key.startswith("w|"):
             campaign_id, start_s = key[2:].rsplit("|", 1)
             start = float(start_s)
-            self.windows[(campaign_id, start)] = WindowState(Totals.from_list(value[0]), value[1])
+            self.windows[(campaign_id, start)] = WindowState.from_list(value)
             self._hold(campaign_id, start)
         elif key.startswith("c|"):
-            totals, revision, last, too_late = value
+            totals, revision, last, too_late, last_closed, last_matured = value
             self.campaigns[key[2:]] = CampaignState(
-                Totals.from_list(totals), revision, last, too_late
+                Totals.from_list(totals),
+                revision,
+                last,
+                too_late,
+                last_closed_start=last_closed,
+                last_matured_roi=last_matured,
             )
+        elif key == FORECAST_MODEL_KEY:
+            self.forecaster = self._restored_forecaster(value)
         else:
             raise ValueError(f"unknown aggregation state key {key!r}")
+
+    def _restored_forecaster(self, state: str) -> RoiForecaster | None:
+        """The saved forecaster; a cold one if this build cannot read it (logged, not fatal)."""
+        if self.forecaster is None:
+            return None
+        try:
+            restored = RoiForecaster.from_state(state)
+        except Exception:
+            log.exception("cannot restore the ROI forecaster; starting it cold")
+            return self.forecaster
+        if restored.version != self.forecaster.version:
+            log.warning(
+                "forecaster %s replaces saved %s", self.forecaster.version, restored.version
+            )
+            return self.forecaster
+        self._saved_forecaster_samples = restored.samples_seen
+        return restored

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from aiokafka.structs import ConsumerRecord
 
 from ..domain.journal import Change
-from ..domain.records import CampaignLatest
+from ..domain.records import CampaignLatest, ModelQualityRecord
 
 
 @dataclass(slots=True)
@@ -28,6 +28,7 @@ class Outbox:
     latest: list[CampaignLatest] = field(default_factory=list)
     reviews_scored: Counter[str] = field(default_factory=Counter)
     reviews_unscored: Counter[str] = field(default_factory=Counter)
+    model_quality: list[ModelQualityRecord] = field(default_factory=list)
     sentiment_batches: list[tuple[int, float]] = field(default_factory=list)
     """(reviews, seconds) per model call."""
 
@@ -59,7 +60,7 @@ class Stage(Protocol):
     @property
     def topics(self) -> Sequence[str]: ...
 
-    def new_state(self) -> PartitionState: ...
+    def new_state(self, partition: int) -> PartitionState: ...
 
     def process(
         self, state: Any, records: Sequence[ConsumerRecord[bytes, bytes]], out: Outbox

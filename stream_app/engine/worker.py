@@ -257,7 +257,7 @@ class Worker:
             for name, partition in missing:
                 stage = self._stage_by_name(name)
                 if not stage.stateful:
-                    self.states[(name, partition)] = stage.new_state()
+                    self.states[(name, partition)] = stage.new_state(partition)
             changelogs = {
                 TopicPartition(self._state_topic(name), partition): (name, partition)
                 for name, partition in missing
@@ -266,7 +266,7 @@ class Worker:
             restored = await read_changelog(self._bootstrap, changelogs)
             for tp, values in restored.items():
                 stage_name, partition = changelogs[tp]
-                state = self._stage_by_name(stage_name).new_state()
+                state = self._stage_by_name(stage_name).new_state(partition)
                 for entry, value in values.items():
                     state.restore(entry, value)
                 self.states[(stage_name, partition)] = state

@@ -15,6 +15,7 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..domain.records import Metrics as RecordMetrics
+from ..domain.records import ModelQualityRecord
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
 from .labels import OTHER, LabelBudget
@@ -103,6 +104,30 @@ class Metrics:
             registry=registry,
         )
 
+        def model_gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, ["model", "partition"], registry=registry)
+
+        self.model_samples = model_gauge(
+            "stream_app_model_samples_seen", "Labels a partition's model has learned from."
+        )
+        self.model_auc = model_gauge(
+            "stream_app_model_progressive_auc_ratio",
+            "ROC AUC of predictions made before their label was known, since start.",
+        )
+        self.model_rolling_auc = model_gauge(
+            "stream_app_model_rolling_auc_ratio", "Progressive ROC AUC over recent labels."
+        )
+        self.model_log_loss = model_gauge(
+            "stream_app_model_progressive_log_loss", "Progressive log loss, since start."
+        )
+        self.model_mae = model_gauge(
+            "stream_app_model_progressive_mae_ratio",
+            "Progressive mean absolute error of ROI forecasts (ROI is a ratio).",
+        )
+        self.model_drifts = model_gauge(
+            "stream_app_model_drifts", "Drift detections that reset or sped up the model."
+        )
+
         def campaign_gauge(name: str, doc: str, *extra: str) -> Gauge:
             return Gauge(name, doc, ["campaign", *extra], registry=registry)
 
@@ -121,6 +146,18 @@ class Metrics:
         )
         self.sentiment = campaign_gauge(
             "stream_app_campaign_sentiment_mean", "Mean review sentiment in [-1, 1]."
+        )
+        self.window_nowcast = campaign_gauge(
+            "stream_app_campaign_window_roi_nowcast_ratio",
+            "ROI of the latest window once its open clicks convert as the model expects.",
+        )
+        self.window_forecast = campaign_gauge(
+            "stream_app_campaign_window_roi_forecast_ratio",
+            "Forecast final ROI of the campaign's latest closed window.",
+        )
+        self.p_conversion = campaign_gauge(
+            "stream_app_campaign_p_conversion_mean_ratio",
+            "Mean predicted p(conversion) of the campaign's clicks, cumulative.",
         )
         self.negative_share = campaign_gauge(
             "stream_app_campaign_negative_review_ratio", "Share of scored reviews below 0."
@@ -155,6 +192,8 @@ class Metrics:
         for size, seconds in out.sentiment_batches:
             self.sentiment_batch_size.observe(size)
             self.sentiment_batch_duration.observe(seconds)
+        for q in out.model_quality:
+            self._set_model(q)
         for topic, messages in lag.items():
             self.lag.labels(topic).set(messages)
         others_changed = False
@@ -165,10 +204,29 @@ class Metrics:
                 others_changed = True
             else:
                 self._set_campaign(label, record.cumulative)
-                window = record.last_window
+                window, closed = record.last_window, record.last_closed_window
                 _set(self.window_roi, label, window.metrics.roi if window else None)
+                _set(self.window_nowcast, label, window.predictions.roi_nowcast if window else None)
+                _set(
+                    self.window_forecast, label, closed.predictions.roi_forecast if closed else None
+                )
+                _set(self.p_conversion, label, record.predictions.p_conversion_mean)
         if others_changed:
             self._set_campaign(OTHER, _sum(self._others.values()))
+
+    def _set_model(self, q: ModelQualityRecord) -> None:
+        labels = (q.model, str(q.partition))
+        self.model_info.labels(q.model, q.model_version).set(1)
+        self.model_samples.labels(*labels).set(q.samples_seen)
+        self.model_drifts.labels(*labels).set(q.drifts)
+        for gauge, value in (
+            (self.model_auc, q.auc),
+            (self.model_rolling_auc, q.rolling_auc),
+            (self.model_log_loss, q.log_loss),
+            (self.model_mae, q.mae),
+        ):
+            if value is not None:
+                gauge.labels(*labels).set(value)
 
     def _set_campaign(self, label: str, m: RecordMetrics) -> None:
         self.spend.labels(label, m.currency).set(m.spend)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_app.domain.attribution import Attribution, AttributionConfig
+from stream_app.domain.attribution import Attribution, AttributionConfig, Scored
 from stream_app.domain.events import Click, Conversion
 from stream_app.domain.outcomes import Outcome
 from stream_app.domain.records import CampaignDelta
@@ -136,3 +136,92 @@ def test_pending_conversions_wait_for_click_time_not_conversion_time() -> None:
     assert a.drain_unattributed() == []
     a.on_click(click(1, T0 + 10))
     assert sums(a.drain_deltas())[("c1", T0, "conversion")].conversions == 1
+
+
+# -- delayed labels for the conversion model ----------------------------------------------
+LABELLED = AttributionConfig(
+    window_size_seconds=60,
+    attribution_window_seconds=600.0,
+    conversion_grace_seconds=30.0,
+    dedup_horizon_seconds=3600.0,
+    currency="USD",
+    label_lateness_seconds=20.0,
+)
+
+
+def scored(n: int) -> Scored:
+    return Scored({f"f={n}": 1.0}, p_conversion=0.1 * n, expected_value=2.0 * n)
+
+
+def advance(a: Attribution, to: float) -> None:
+    """Move the conversion watermark with a conversion for a click nobody saw."""
+    a.on_conversion(Conversion(1, f"probe-{to}", f"nobody-{to}", 1.0, "USD", to), 1.0)
+    a.expire_labels()
+
+
+def test_a_converted_click_is_a_positive_label_with_its_click_time_features() -> None:
+    a = Attribution(LABELLED)
+    a.on_click(click(1, T0 + 5), scored(1))
+    a.on_conversion(conversion(1, T0 + 100), 10.0)
+    [label] = a.drain_labels()
+    assert (label.click_id, label.scored, label.converted, label.revenue) == (
+        "k1",
+        scored(1),
+        True,
+        10.0,
+    )
+    got = sums(a.drain_deltas())
+    assert got[("c1", T0, "click")].expected_revenue == 2.0
+    assert got[("c1", T0, "click")].open_expected_revenue == 2.0
+    assert got[("c1", T0, "click")].p_conversion_sum == 0.1
+    assert got[("c1", T0, "conversion")].open_expected_revenue == -2.0
+
+
+def test_an_unconverted_click_is_negative_once_window_and_lateness_pass() -> None:
+    a = Attribution(LABELLED)
+    a.on_click(click(2, T0), scored(2))
+    advance(a, T0 + 600 + 19)
+    assert a.drain_labels() == []
+    advance(a, T0 + 600 + 21)
+    [label] = a.drain_labels()
+    assert (label.click_id, label.converted, label.revenue) == ("k2", False, None)
+    closed = sum(d.open_expected_revenue for d in sums(a.drain_deltas()).values())
+    assert closed == 0.0  # opened +4, closed -4
+    advance(a, T0 + 5000)
+    assert a.drain_labels() == []  # labelled once
+
+
+def rebuild(a: Attribution, log: dict[str, object], reverse: bool = False) -> Attribution:
+    """Restore, optionally with the changelog keys in the opposite order."""
+    rebuilt = restore_through(log, a, lambda: Attribution(LABELLED))
+    if not reverse:
+        return rebuilt
+    again = Attribution(LABELLED)
+    for key in reversed(list(log)):
+        again.restore(key, log[key])
+    return again
+
+
+def test_open_clicks_survive_a_restore_and_labelled_ones_stay_closed() -> None:
+    for reverse in (False, True):
+        log: dict[str, object] = {}
+        a = Attribution(LABELLED)
+        for n in (1, 2, 3):
+            a.on_click(click(n, T0 + n), scored(n))
+        a.on_conversion(conversion(1, T0 + 50), 10.0)  # k1 positive
+        a.drain_labels()
+        a = rebuild(a, log, reverse)
+        assert set(a.open) == {"k2", "k3"}
+        a.on_conversion(conversion(2, T0 + 60), 10.0)  # k2 positive after the restore
+        advance(a, T0 + 700)  # k3 negative
+        labels = sorted(
+            (lb.click_id, lb.converted, lb.scored.p_conversion) for lb in a.drain_labels()
+        )
+        assert labels == [
+            ("k2", True, scored(2).p_conversion),
+            ("k3", False, scored(3).p_conversion),
+        ]
+        a = rebuild(a, log, reverse)
+        assert a.open == {}
+        advance(a, T0 + 9000)
+        assert a.drain_labels() == []

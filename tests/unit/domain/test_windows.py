@@ -10,6 +10,7 @@ from stream_app.domain.outcomes import Outcome
 from stream_app.domain.records import CampaignDelta, ScoredReview
 from stream_app.domain.roi import Totals
 from stream_app.domain.windows import Aggregation, AggregationConfig
+from stream_app.learning import RoiForecaster
 
 from .compacted import restore_through
 
@@ -134,3 +135,64 @@ def test_cumulative_totals_never_depend_on_arrival_order(
         expected = sum(a for _, a, c in events if c == campaign)
         got = agg.campaigns[campaign].totals.spend if campaign in agg.campaigns else 0.0
         assert abs(got - expected) < 1e-6
+
+
+# -- forecasts: made at close from what is known then, learned at maturity ----------------
+def clicks(window: float, n: int, ts: float, expected: float) -> CampaignDelta:
+    totals = Totals(clicks=n, expected_revenue=expected, open_expected_revenue=expected)
+    return CampaignDelta("c1", window, "click", totals.to_list(), ts)
+
+
+def forecasting() -> Aggregation:
+    return Aggregation(CONFIG, RoiForecaster(), conversion_model_version="conv-test")
+
+
+def test_a_window_is_forecast_at_close_and_learned_from_at_maturity() -> None:
+    agg = forecasting()
+    agg.on_spend(spend(1, T0 + 1), 10.0)
+    agg.on_delta(clicks(T0, 5, T0 + 2, expected=12.0))
+    agg.close_windows()
+    [open_window], _ = agg.drain_emissions(now=0.0)
+    assert not open_window.closed
+    assert open_window.predictions.roi_forecast is None
+    assert open_window.predictions.roi_nowcast == 0.2  # (0 + 12 - 10) / 10
+    assert open_window.predictions.conversion_model_version == "conv-test"
+
+    agg.on_spend(spend(2, T0 + 60 + 30, campaign="c2"), 1.0)  # watermark: end + lateness
+    agg.close_windows()
+    windows, [latest, _] = agg.drain_emissions(now=0.0)
+    [closed] = [w for w in windows if w.campaign_id == "c1"]
+    assert closed.closed
+    assert closed.predictions.roi_forecast == 0.2  # untrained: the nowcast
+    assert latest.last_closed_window == closed
+    assert agg.forecaster is not None
+    assert agg.forecaster.samples_seen == 0
+
+    agg.on_delta(conversions(T0, 1, 30.0, T0 + 200))  # realised ROI: (30 - 10) / 10 = 2
+    agg.on_spend(spend(3, T0 + 60 + 600 + 30 + 1, campaign="c2"), 1.0)  # matures T0
+    agg.changes()
+    assert agg.forecaster.samples_seen == 1
+    assert agg.forecaster.quality().mae == 1.8  # |0.2 - 2.0|, scored before learning
+
+
+def test_forecasts_and_the_forecaster_survive_a_restore() -> None:
+    log: dict[str, object] = {}
+    agg = forecasting()
+    for n in range(30):  # windows T0, T0+60, ... each maturing in turn
+        start = T0 + 60 * n
+        agg.on_spend(spend(n, start + 1), 10.0)
+        agg.on_delta(clicks(start, 3, start + 2, expected=9.0 + n % 4))
+        agg.on_delta(conversions(start, 1, 5.0 + 3 * (n % 4), start + 3))
+        agg.close_windows()
+        agg.drain_emissions(now=0.0)
+        if n % 7 == 6:
+            agg = restore_through(log, agg, forecasting)
+    rebuilt = restore_through(log, agg, forecasting)  # agg's changes() matures some more
+    assert agg.forecaster is not None
+    assert rebuilt.forecaster is not None
+    assert agg.forecaster.samples_seen > 10
+    assert rebuilt.forecaster.samples_seen == agg.forecaster.samples_seen
+    held = {k: (w.forecast, w.inputs, w.closed) for k, w in agg.windows.items()}
+    assert {k: (w.forecast, w.inputs, w.closed) for k, w in rebuilt.windows.items()} == held
+    x = next(w.inputs for w in agg.windows.values() if w.inputs is not None)
+    assert rebuilt.forecaster.predict(x) == agg.forecaster.predict(x)
