@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from stream_app.domain.records import DeadLetter, ScoredReview, UnattributedConversion, WindowRoi
+from stream_app.generator import Scenario, generate_to_kafka
 from stream_app.observability import Metrics
 from stream_app.outputs import decode_all, latest_by_campaign, read_all
 from stream_app.runner import build_workers, run_workers
@@ -262,3 +263,45 @@ async def test_reviews_are_scored_counted_or_dead_lettered(make_settings) -> Non
     assert sample("stream_app_dead_letters_total", reason="unscorable_text") == 1
     assert sample("stream_app_campaign_negative_review_ratio", campaign="cmp-r") == 0.5
     assert sample("stream_app_sentiment_batch_reviews_count") >= 1  # type: ignore[operator]
+
+
+async def test_campaign_sentiment_follows_the_generators_review_tone(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """End to end: reviews written in each campaign's hidden tone come out as its sentiment."""
+    settings: Settings = make_settings()
+    t = settings.topics
+    await create_topics(settings)
+    scenario = Scenario(
+        seed=11,
+        n_campaigns=6,
+        start_ts=T0,
+        duration_seconds=180.0,
+        clicks_per_second=5.0,
+        reviews_per_minute=20.0,
+        bad_share=0.0,
+    )
+    truth = await generate_to_kafka(scenario, settings)
+    expected = {c: v.reviews for c, v in truth.campaigns.items()}
+
+    async def done() -> bool:
+        latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
+        return {c: r.cumulative.reviews for c, r in latest.items()} == expected
+
+    await run_until(settings, done, limit=120)
+    latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
+    tone = {p.campaign_id: p.review_tone for p in scenario.profiles()}
+    sentiment = {c: r.cumulative.sentiment_mean for c, r in latest.items()}
+    assert all(r.cumulative.scored_reviews == r.cumulative.reviews for r in latest.values())
+    by_tone = sorted(tone, key=tone.__getitem__)
+    by_sentiment = sorted(sentiment, key=lambda c: sentiment[c] or 0.0)
+    assert spearman(by_tone, by_sentiment) >= 0.8, (tone, sentiment)
+    for campaign, hidden in tone.items():
+        if abs(hidden) > 0.5:
+            assert (sentiment[campaign] or 0.0) * hidden > 0, (campaign, hidden, sentiment)
+
+
+def spearman(a: list[str], b: list[str]) -> float:
+    """Rank correlation of two orderings of the same items (no ties)."""
+    rank = {item: i for i, item in enumerate(b)}
+    n = len(a)
+    d2 = sum((i - rank[item]) ** 2 for i, item in enumerate(a))
+    return 1 - 6 * d2 / (n * (n * n - 1))

@@ -20,7 +20,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream_app.domain.records import CampaignLatest, DeadLetter, UnattributedConversion
+from stream_app.domain.records import (
+    CampaignLatest,
+    ClickScored,
+    DeadLetter,
+    UnattributedConversion,
+)
 from stream_app.generator import GroundTruth, Scenario, generate_to_kafka
 from stream_app.outputs import decode_all, latest_by_campaign, read_all
 from stream_app.settings import Settings
@@ -198,6 +203,11 @@ async def assert_exactly_once(
         UnattributedConversion,
     )
     assert Counter(u.reason for u in lost) == +unattributed
+    scored = decode_all(
+        await read_all(settings.bootstrap_servers, settings.topics.clicks_scored), ClickScored
+    )
+    click_ids = [s.click_id for s in scored if s.campaign_id != "sentinel"]
+    assert len(click_ids) == len(set(click_ids)) == sum(row[0] for row in expected.values())
 
 
 async def test_killed_and_restarted_worker_counts_everything_once(workers: Workers) -> None:
