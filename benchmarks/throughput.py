@@ -8,10 +8,13 @@ conversions (10 %) and spend, then measures in one run, ``--repeat`` times each:
 * baseline: plain aiokafka ``getmany`` + orjson decode + per-campaign sums, no state,
   no outputs, no commits (an upper bound for any Python consumer on this machine);
 * worker: the full pipeline (validation, dedup, attribution, windows, outputs,
-  changelogs, one transaction per commit interval), from first to last record.
+  changelogs, one transaction per commit interval), from first to last record, with the
+  online models (every click scored, every label learned, model snapshots in the
+  changelog) and again with ``models_enabled=False``.
 
-Prints medians and the worker/baseline ratio. Results are noisy on 2 shared cores:
-compare ratios from the same run, not absolute numbers across runs.
+The attribution window is 300 s of event time (the traffic spans 0.01 s per click), so
+negative labels flow as well as positive ones. Prints medians and the ratios. Results are
+noisy on 2 shared cores: compare ratios from the same run, not absolute numbers across runs.
 """
 
 from __future__ import annotations
@@ -176,7 +179,11 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
-    settings = Settings(topics=Topics(prefix=f"bench-{uuid.uuid4().hex[:6]}-"), metrics_port=0)
+    settings = Settings(
+        topics=Topics(prefix=f"bench-{uuid.uuid4().hex[:6]}-"),
+        metrics_port=0,
+        attribution_window_seconds=300.0,
+    )
     await create_topics(settings)
     records = traffic(args.clicks, args.campaigns, args.seed)
     t0 = time.perf_counter()
@@ -186,15 +193,19 @@ async def main() -> None:
         f"({settings.partitions} partitions per topic)"
     )
 
-    rates: dict[str, list[float]] = {"baseline": [], "worker": []}
+    no_models = settings.model_copy(update={"models_enabled": False})
+    rates: dict[str, list[float]] = {"baseline": [], "worker": [], "no-models": []}
     for _ in range(args.repeat):
         rates["baseline"].append(await baseline(settings, len(records)))
         rates["worker"].append(await worker_rate(settings, len(records)))
+        rates["no-models"].append(await worker_rate(no_models, len(records)))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, values in rates.items():
         runs = ", ".join(f"{v:,.0f}" for v in values)
         print(f"{name:9s} median {medians[name]:>10,.0f} events/s   runs: {runs}")
-    print(f"ratio worker/baseline: {medians['worker'] / medians['baseline']:.2f}")
+    print(f"ratio worker/baseline:           {medians['worker'] / medians['baseline']:.2f}")
+    print(f"ratio no-models/baseline:        {medians['no-models'] / medians['baseline']:.2f}")
+    print(f"ratio worker/no-models (models): {medians['worker'] / medians['no-models']:.2f}")
 
 
 if __name__ == "__main__":

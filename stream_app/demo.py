@@ -51,13 +51,20 @@ def roi_table(latest: dict[str, CampaignLatest], currency: str) -> Table:
         "CTR",
         "CVR",
         "last window ROI",
+        "nowcast",
+        "forecast",
+        "sentiment",
         "rev",
     ):
         table.add_column(column, justify="left" if column == "campaign" else "right")
     for campaign_id in sorted(latest):
         record = latest[campaign_id]
         m = record.cumulative
-        window_roi = record.last_window.metrics.roi if record.last_window else None
+        window = record.last_window
+        window_roi = window.metrics.roi if window else None
+        nowcast = window.predictions.roi_nowcast if window else None
+        closed = record.last_closed_window
+        forecast = closed.predictions.roi_forecast if closed else None
         style = "red" if m.roi is not None and m.roi < 0 else "green"
         table.add_row(
             campaign_id,
@@ -69,6 +76,9 @@ def roi_table(latest: dict[str, CampaignLatest], currency: str) -> Table:
             _ratio(m.ctr, "{:.2%}"),
             _ratio(m.cvr, "{:.2%}"),
             Text(_pct(window_roi), style="red" if (window_roi or 0) < 0 else ""),
+            Text(_pct(nowcast), style="red" if (nowcast or 0) < 0 else ""),
+            Text(_pct(forecast), style="red" if (forecast or 0) < 0 else ""),
+            _ratio(m.sentiment_mean, "{:+.2f}"),
             str(record.revision),
         )
     return table
@@ -114,7 +124,13 @@ class Demo:
             [sys.executable, "-m", "stream_app", "worker"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "STREAM_APP_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers},
+            env={
+                **os.environ,
+                "STREAM_APP_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+                "STREAM_APP_ATTRIBUTION_WINDOW_SECONDS": str(
+                    self.settings.attribution_window_seconds
+                ),
+            },
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the worker itself
         )
 
@@ -126,6 +142,8 @@ class Demo:
             start_ts=now,
             duration_seconds=24 * 3600,
             clicks_per_second=self.clicks_per_second,
+            conversion_delay_mean_seconds=DEMO_CONVERSION_DELAY_SECONDS,
+            conversion_delay_cap_seconds=self.settings.attribution_window_seconds * 1.5,
             collapse_campaign="cmp-001",
             collapse_at=120.0,
             collapse_factor=0.1,
@@ -168,7 +186,9 @@ class Demo:
             str(self.log_path),
         )
         footer = Text(
-            "cmp-001's conversion rate collapses 2 minutes in. Ctrl-C stops everything.",
+            "cmp-001's conversion rate collapses 2 minutes in. nowcast: last window's ROI once "
+            "its open clicks convert as expected; forecast: the last closed window's final ROI "
+            "as predicted. Ctrl-C stops everything.",
             style="dim",
         )
         return Group(header, roi_table(self.latest, self.settings.reporting_currency), footer)
@@ -195,7 +215,17 @@ class Demo:
             kafka_local.stop(self.settings.local_kafka())
 
 
+DEMO_ATTRIBUTION_WINDOW_SECONDS = 600.0
+"""Short, so the conversion model's negative labels and the windows' maturity come within
+minutes; a real deployment keeps the 7-day default."""
+DEMO_CONVERSION_DELAY_SECONDS = 90.0
+
+
 def run_demo(settings: Settings, clicks_per_second: float, campaigns: int) -> None:
+    if "attribution_window_seconds" not in settings.model_fields_set:
+        settings = settings.model_copy(
+            update={"attribution_window_seconds": DEMO_ATTRIBUTION_WINDOW_SECONDS}
+        )
     demo = Demo(settings, clicks_per_second, campaigns)
     # Library logs go to the demo's log file, not over the live table.
     demo.log_path.parent.mkdir(parents=True, exist_ok=True)
