@@ -78,9 +78,18 @@ class Settings(BaseSettings):
     kafka_cache_dir: Path = Path.home() / ".cache/stream-app"
 
     # semantics (docs/semantics.md)
-    window_size_seconds: PositiveInt = 60
-    allowed_lateness_seconds: float = Field(120.0, ge=0)
-    attribution_window_seconds: PositiveFloat = 7 * 86400.0
+    window_size_seconds: PositiveInt = Field(60, description="Tumbling event-time windows.")
+    allowed_lateness_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="A window takes its own events until the watermark passes its end plus "
+        "this; then it closes and is forecast. Also how long a click's negative label waits.",
+    )
+    attribution_window_seconds: PositiveFloat = Field(
+        7 * 86400.0,
+        description="A conversion counts for a click this long after it; a click without one "
+        "by then is a negative label for the conversion model. The demo uses 600.",
+    )
     conversion_grace_seconds: float = Field(
         3600.0, ge=0, description="How long a conversion may wait for its click."
     )
