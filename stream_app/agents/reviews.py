@@ -84,7 +84,6 @@ class ReviewAgent:
                 self._edge.reject(record, Reason.UNSCORABLE_TEXT, str(exc), out)
                 continue
             batch.append(_Pending(record, review, screened))
-            out.outcomes[(record.topic, Outcome.ACCEPTED)] += 1
         readable = [p for p in batch if p.screened.unscored is None]
         started = time.perf_counter()
         scores = await self._score(readable, out)
@@ -109,7 +108,9 @@ class ReviewAgent:
                 model_version=version,
                 scored_at=now,
             )
-            out.send(self._scored_topic, item.record.key, _encode(value))
+            # keyed by campaign whatever the input key was: aggregation is campaign-partitioned
+            out.send(self._scored_topic, value.campaign_id.encode(), _encode(value))
+            out.outcomes[(item.record.topic, Outcome.ACCEPTED)] += 1
             if value.label is not None:
                 out.reviews_scored[value.label] += 1
             else:
