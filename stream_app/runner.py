@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from .agents import AggregationAgent, AttributionAgent, ReviewAgent
-from .engine import Worker
+from .engine import Stage, Worker
 from .observability import Metrics
 from .settings import Settings
 from .topics import create_topics
@@ -20,17 +21,8 @@ log = logging.getLogger(__name__)
 
 def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     """Attribution and aggregation: the ROI path, one consumer group."""
-    return Worker(
-        [AttributionAgent(settings), AggregationAgent(settings)],
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=settings.consumer_group,
-        transactional_id=f"{settings.app_id}-{settings.worker_id}",
-        state_topic=settings.state_topic,
-        commit_interval_seconds=settings.commit_interval_seconds,
-        max_poll_records=settings.max_poll_records,
-        transaction_timeout_seconds=settings.transaction_timeout_seconds,
-        on_commit=metrics.observe_commit if metrics else None,
-    )
+    stages: list[Stage] = [AttributionAgent(settings), AggregationAgent(settings)]
+    return _worker(settings, stages, "", settings.max_poll_records, metrics)
 
 
 def build_review_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
@@ -38,14 +30,24 @@ def build_review_worker(settings: Settings, metrics: Metrics | None = None) -> W
     agent = ReviewAgent(settings)
     if metrics is not None:
         metrics.model_info.labels("sentiment", agent.scorer.version).set(1)
+    return _worker(settings, [agent], "-sentiment", settings.sentiment_batch_size, metrics)
+
+
+def _worker(
+    settings: Settings,
+    stages: Sequence[Stage],
+    suffix: str,
+    max_poll_records: int,
+    metrics: Metrics | None,
+) -> Worker:
     return Worker(
-        [agent],
+        stages,
         bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"{settings.consumer_group}-sentiment",
-        transactional_id=f"{settings.app_id}-{settings.worker_id}-sentiment",
+        group_id=settings.consumer_group + suffix,
+        transactional_id=f"{settings.app_id}-{settings.worker_id}{suffix}",
         state_topic=settings.state_topic,
         commit_interval_seconds=settings.commit_interval_seconds,
-        max_poll_records=settings.sentiment_batch_size,
+        max_poll_records=max_poll_records,
         transaction_timeout_seconds=settings.transaction_timeout_seconds,
         on_commit=metrics.observe_commit if metrics else None,
     )

@@ -93,13 +93,16 @@ class AttributionAgent:
                     click_id=click.click_id,
                     campaign_id=click.campaign_id,
                     ts=click.ts,
-                    p_conversion=round(scored.p_conversion, 6),
-                    expected_value=round(scored.expected_value, 6),
+                    p_conversion=scored.p_conversion,
+                    expected_value=scored.expected_value,
                     currency=self._currency,
                     model_version=model.version,
                     scored_at=now,
                 )
-                out.send(self._scored_topic, click.click_id.encode(), _encode(value))
+                # keyed by click_id like `clicks`, so it goes to the click's own partition
+                out.send(
+                    self._scored_topic, click.click_id.encode(), _encode(value), state.partition
+                )
             if quality is not None:
                 record = quality_record("conversion", model.version, state.partition, quality, now)
                 out.send(self._quality_topic, record_key(record), _encode(record))

@@ -16,20 +16,18 @@ expected value leaves its window's ``open_expected_revenue`` (the nowcast's inpu
 from __future__ import annotations
 
 import heapq
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from ..learning import ConversionModel, ModelQuality, click_features
 from .dedup import Deduplicator
 from .events import Click, Conversion
-from .journal import BucketedLog, Change
+from .journal import BucketedLog, Change, restore_model
 from .outcomes import Outcome
 from .records import CampaignDelta, DeltaKind, UnattributedConversion
 from .roi import Totals
 from .windows import window_start
 
-log = logging.getLogger(__name__)
 CLICK_BUCKET_SECONDS = 3600
 CONVERSION_MODEL_KEY = "model|conversion"
 PendingConversion = tuple[str, float, float]  # event_id, revenue (reporting currency), ts
@@ -341,23 +339,8 @@ class Attribution:
                 (event_id, revenue, ts) for event_id, revenue, ts in value
             ]
         elif key == CONVERSION_MODEL_KEY:
-            self.model = self._restored_model(value)
+            if self.model is not None:
+                self.model = restore_model(self.model, value, ConversionModel.from_state)
+                self._saved_model_samples = self.model.samples_seen
         else:
             raise ValueError(f"unknown attribution state key {key!r}")
-
-    def _restored_model(self, state: str) -> ConversionModel | None:
-        """The saved model; a cold one if this build cannot read it (logged, not fatal)."""
-        if self.model is None:
-            return None
-        try:
-            restored = ConversionModel.from_state(state)
-        except Exception:
-            log.exception("cannot restore the conversion model; starting it cold")
-            return self.model
-        if restored.version != self.model.version:
-            log.warning(
-                "conversion model %s replaces saved %s", self.model.version, restored.version
-            )
-            return self.model
-        self._saved_model_samples = restored.samples_seen
-        return restored

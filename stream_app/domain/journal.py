@@ -12,11 +12,39 @@ and deletes whole buckets when they expire.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
+log = logging.getLogger(__name__)
 Change = tuple[str, Any]
 T = TypeVar("T")
+
+
+class Versioned(Protocol):
+    version: str
+    samples_seen: int
+
+
+M = TypeVar("M", bound=Versioned)
+
+
+def restore_model(current: M, state: str, load: Callable[[str], M]) -> M:
+    """The saved model, or ``current`` (cold) when this build cannot or should not use it.
+
+    A changelog may hold a model from an older build: unreadable, or of another version
+    (features or pipeline changed). Starting that model cold is logged, never fatal.
+    """
+    try:
+        restored = load(state)
+    except Exception:
+        log.exception("cannot restore the saved %s; starting it cold", current.version)
+        return current
+    if restored.version != current.version:
+        log.warning("model %s replaces the saved %s", current.version, restored.version)
+        return current
+    return restored
 
 
 class BucketedLog(Generic[T]):

@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..learning import ForecastInputs, RoiForecaster
 from .dedup import Deduplicator
 from .events import Spend
-from .journal import Change
+from .journal import Change, restore_model
 from .outcomes import Outcome
 from .records import CampaignDelta, CampaignLatest, Metrics, Predictions, ScoredReview, WindowRoi
 from .roi import Totals
 
-log = logging.getLogger(__name__)
 FORECAST_MODEL_KEY = "model|forecast"
 
 
@@ -362,23 +360,8 @@ class Aggregation:
                 last_matured_roi=last_matured,
             )
         elif key == FORECAST_MODEL_KEY:
-            self.forecaster = self._restored_forecaster(value)
+            if self.forecaster is not None:
+                self.forecaster = restore_model(self.forecaster, value, RoiForecaster.from_state)
+                self._saved_forecaster_samples = self.forecaster.samples_seen
         else:
             raise ValueError(f"unknown aggregation state key {key!r}")
-
-    def _restored_forecaster(self, state: str) -> RoiForecaster | None:
-        """The saved forecaster; a cold one if this build cannot read it (logged, not fatal)."""
-        if self.forecaster is None:
-            return None
-        try:
-            restored = RoiForecaster.from_state(state)
-        except Exception:
-            log.exception("cannot restore the ROI forecaster; starting it cold")
-            return self.forecaster
-        if restored.version != self.forecaster.version:
-            log.warning(
-                "forecaster %s replaces saved %s", self.forecaster.version, restored.version
-            )
-            return self.forecaster
-        self._saved_forecaster_samples = restored.samples_seen
-        return restored

@@ -21,7 +21,7 @@ class Outbox:
     only after it commits, so metrics never count work that was rolled back.
     """
 
-    messages: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    messages: list[tuple[str, bytes | None, bytes, int | None]] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     unattributed: Counter[str] = field(default_factory=Counter)
@@ -32,8 +32,11 @@ class Outbox:
     sentiment_batches: list[tuple[int, float]] = field(default_factory=list)
     """(reviews, seconds) per model call."""
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.messages.append((topic, key, value))
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        """Queue a record; ``partition`` None means Kafka's default (murmur2 of the key)."""
+        self.messages.append((topic, key, value, partition))
 
 
 class PartitionState(Protocol):

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +27,8 @@ from stream_app.outputs import decode_all, read_all
 from stream_app.runner import build_worker, build_workers, run_workers
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
+
+from .probes import advance_conversion_time
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -94,27 +94,6 @@ async def run_while(
             worker.stop()
         await task
     return workers[0]
-
-
-async def advance_conversion_time(settings: Settings, ts: float) -> None:
-    """An orphan conversion in every partition moves the conversion watermark to ``ts``."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for p in range(settings.partitions):
-            value = orjson.dumps(
-                {
-                    "schema_version": 1,
-                    "event_id": f"probe-{p}-{ts}",
-                    "click_id": f"probe-{p}",
-                    "revenue": 1.0,
-                    "currency": "USD",
-                    "ts": ts,
-                }
-            )
-            await producer.send_and_wait(settings.topics.conversions, value, b"p", partition=p)
-    finally:
-        await producer.stop()
 
 
 def clicks(*truths: GroundTruth) -> int:

@@ -16,9 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from stream_app.domain.records import (
     CampaignLatest,
@@ -30,6 +28,8 @@ from stream_app.generator import GroundTruth, Scenario, generate_to_kafka
 from stream_app.outputs import decode_all, latest_by_campaign, read_all
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
+
+from .probes import advance_click_time
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -124,29 +124,6 @@ def merge(
         bad.update(truth.bad_events)
         unattributed.update({reason: u.count for reason, u in truth.unattributed.items()})
     return campaigns, bad, unattributed
-
-
-async def advance_click_time(settings: Settings, ts: float) -> None:
-    """A sentinel click in every partition moves event time past the grace period, so
-    conversions whose click never came are given up on (reported as unattributed)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for p in range(settings.partitions):
-            value = orjson.dumps(
-                {
-                    "schema_version": 1,
-                    "event_id": f"sentinel-{p}",
-                    "click_id": f"sentinel-{p}",
-                    "campaign_id": "sentinel",
-                    "channel": "none",
-                    "user_id": "none",
-                    "ts": ts,
-                }
-            )
-            await producer.send_and_wait(settings.topics.clicks, value, b"s", partition=p)
-    finally:
-        await producer.stop()
 
 
 async def outputs_match(
