@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     """Attribution and aggregation: the ROI path, one consumer group."""
     stages: list[Stage] = [AttributionAgent(settings), AggregationAgent(settings)]
-    return _worker(settings, stages, "", settings.max_poll_records, metrics)
+    return _worker(settings, stages, "roi", settings.max_poll_records, metrics)
 
 
 def build_review_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
@@ -30,16 +30,18 @@ def build_review_worker(settings: Settings, metrics: Metrics | None = None) -> W
     agent = ReviewAgent(settings)
     if metrics is not None:
         metrics.model_info.labels("sentiment", agent.scorer.version).set(1)
-    return _worker(settings, [agent], "-sentiment", settings.sentiment_batch_size, metrics)
+    return _worker(settings, [agent], "sentiment", settings.sentiment_batch_size, metrics)
 
 
 def _worker(
     settings: Settings,
     stages: Sequence[Stage],
-    suffix: str,
+    name: str,
     max_poll_records: int,
     metrics: Metrics | None,
 ) -> Worker:
+    """One consumer group and transactional id per worker; the ROI path keeps the plain ones."""
+    suffix = "" if name == "roi" else f"-{name}"
     return Worker(
         stages,
         bootstrap_servers=settings.bootstrap_servers,
@@ -49,7 +51,7 @@ def _worker(
         commit_interval_seconds=settings.commit_interval_seconds,
         max_poll_records=max_poll_records,
         transaction_timeout_seconds=settings.transaction_timeout_seconds,
-        on_commit=metrics.observe_commit if metrics else None,
+        on_commit=metrics.observer(name) if metrics else None,
     )
 
 

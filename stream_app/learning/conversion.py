@@ -1,11 +1,16 @@
 """p(conversion) and expected value of a click, learnt online from delayed labels.
 
 The pipeline was chosen by measurement on the generator's traffic (docs/online-models.md):
-a River logistic regression with the FTRL-Proximal optimiser on one-hot click features
-(:mod:`.features`) for p(conversion), and a per-campaign running mean of order values for
-the value. Labels arrive late (a conversion minutes after its click, a negative only when
-the label window passes), so the progressive metrics score each label against the
-prediction emitted at click time, which the caller keeps with the pending click.
+a River logistic regression with the FTRL-Proximal optimiser (alpha 0.3) on one-hot click
+features (:mod:`.features`), learning from every positive and one negative in ten
+(weighted ten), for p(conversion); and a per-campaign running mean of order values for
+the value. Plain SGD ranked as well but left rare campaigns' p off by up to 2x (one step
+size for all coordinates), and no drift detector made recovery from a conversion-rate
+collapse faster, so there is none by default.
+
+Labels arrive late (a conversion minutes after its click, a negative only when the label
+window passes), so the progressive metrics score each label against the prediction
+emitted at click time, which the caller keeps with the pending click.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ from typing import Literal
 from river import drift, linear_model, optim, stats
 
 from .features import Features, campaign_of
-from .progressive import MeanTracker, ModelQuality, RankAUC, decode_state, encode_state, log_loss
+from .progressive import (
+    MeanTracker,
+    ModelQuality,
+    RankAUC,
+    config_version,
+    decode_state,
+    encode_state,
+    log_loss,
+)
 
 ROLLING_LABELS = 5000
 """Labels in the rolling AUC / log loss: about 150 positives at a 3 % conversion rate."""
@@ -37,14 +50,16 @@ class ConversionConfig:
     """The knobs the comparison in tools/evaluate_models.py varies; defaults are chosen."""
 
     optimizer: Literal["ftrl", "sgd"] = "ftrl"
-    learning_rate: float = 0.1
+    learning_rate: float = 0.3
     """FTRL alpha, or the SGD step size."""
     l2: float = 0.0
-    negative_sampling: int = 1
+    prior_rate: float = 0.02
+    """p(conversion) before any learning (the initial bias)."""
+    negative_sampling: int = 10
     """Learn from every k-th negative only, weighted k (McMahan et al. 2013, section 6.1):
     the learner's cost is paid for about 1/k of the labels, the loss stays unbiased."""
     drift: DriftAction = "none"
-    """What an ADWIN detection on the log loss triggers (measured: docs/online-models.md)."""
+    """What an ADWIN detection triggers (measured: none helps, docs/online-models.md)."""
     drift_signal: Literal["loss", "campaign-residual"] = "campaign-residual"
     """ADWIN on the global log loss, or one ADWIN per campaign on ``converted - predicted``."""
     drift_delta: float = 0.002
@@ -56,16 +71,17 @@ class ConversionConfig:
 
     @property
     def version(self) -> str:
-        drift_part = "" if self.drift == "none" else f"-adwin-{self.drift}"
-        return f"conversion-{self.optimizer}{drift_part}-v1"
+        """``conversion-ftrl-v1`` for the defaults; other configs get a digest of theirs."""
+        return config_version(f"conversion-{self.optimizer}-v1", self, ConversionConfig())
 
 
 class ValueModel:
     """Order value per campaign: a running mean, with the all-campaign mean as the prior.
 
     Order values in the traffic depend on the campaign (its product) and nothing else a
-    click carries; measured against a linear regression on the click features, the mean
-    is as accurate and needs no tuning (docs/online-models.md).
+    click carries. Measured over 8,622 conversions, its error against the true mean order
+    value is 1.25 vs 6.8 for a River linear regression on the click features
+    (docs/online-models.md).
 
     >>> v = ValueModel()
     >>> v.predict("cmp-001")
@@ -97,8 +113,8 @@ class ConversionModel:
     """p(conversion) per click and its expected value; see the module docstring.
 
     >>> m = ConversionModel()
-    >>> m.predict({"campaign_id=cmp-001": 1.0})
-    ClickPrediction(p_conversion=0.5, expected_value=0.0)
+    >>> m.predict({"campaign_id=cmp-001": 1.0})  # doctest: +ELLIPSIS
+    ClickPrediction(p_conversion=0.02..., expected_value=0.0)
     >>> m.learn({"campaign_id=cmp-001": 1.0}, 0.5, converted=True, revenue=40.0)
     >>> m.samples_seen, m.predict({"campaign_id=cmp-001": 1.0}).expected_value > 0
     (1, True)
@@ -125,11 +141,15 @@ class ConversionModel:
         else:
             opt = optim.SGD(c.learning_rate)
         # the intercept is learnt by the same optimiser through a constant "bias" feature
-        return linear_model.LogisticRegression(optimizer=opt, intercept_lr=0.0)
+        return linear_model.LogisticRegression(
+            optimizer=opt,
+            intercept_lr=0.0,
+            intercept_init=math.log(c.prior_rate / (1.0 - c.prior_rate)),
+        )
 
     def p_conversion(self, features: Features) -> float:
         """p(conversion) alone: what the replay and the value-free callers need."""
-        proba = self._classifier.predict_proba_one(features | _BIAS)
+        proba = self._classifier.predict_proba_one(features | _BIAS)  # type: ignore[no-untyped-call]
         return float(proba[True])
 
     def predict(self, features: Features) -> ClickPrediction:
@@ -139,11 +159,17 @@ class ConversionModel:
     def learn(
         self, features: Features, predicted: float, converted: bool, revenue: float | None
     ) -> None:
-        """One delayed label; metrics first, with the prediction emitted at click time."""
-        loss = log_loss(converted, predicted)
-        self._auc.update(converted, predicted)
-        self._rolling_auc.update(converted, predicted)
-        self._loss.update(loss)
+        """One delayed label; metrics first, with the prediction emitted at click time.
+
+        A ``predicted`` outside [0, 1] (a corrupt pending record) is not scored, but the
+        label is still learnt.
+        """
+        loss = 0.0
+        if 0.0 <= predicted <= 1.0:  # also False for NaN
+            loss = log_loss(converted, predicted)
+            self._auc.update(converted, predicted)
+            self._rolling_auc.update(converted, predicted)
+            self._loss.update(loss)
         k = self.config.negative_sampling
         if converted:
             self._classifier.learn_one(features | _BIAS, True)
@@ -168,8 +194,8 @@ class ConversionModel:
             key, value = campaign_of(features) or "", float(converted) - predicted
         detector = self._detectors.get(key)
         if detector is None:
-            detector = self._detectors[key] = drift.ADWIN(delta=self.config.drift_delta)
-        detector.update(value)
+            detector = self._detectors[key] = _adwin(self.config.drift_delta)
+        detector.update(value)  # type: ignore[no-untyped-call]
         if detector.drift_detected:
             self.drifts += 1
             self._adapt()
@@ -209,6 +235,10 @@ class ConversionModel:
 
 
 _BIAS: Features = {"bias": 1.0}
+
+
+def _adwin(delta: float) -> drift.ADWIN:
+    return drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
 
 
 def _boost_ftrl(opt: optim.FTRLProximal, factor: float) -> None:

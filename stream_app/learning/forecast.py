@@ -17,7 +17,7 @@ from typing import Literal
 from river import compose, linear_model, optim, preprocessing
 
 from .features import Features
-from .progressive import MeanTracker, ModelQuality, decode_state, encode_state
+from .progressive import MeanTracker, ModelQuality, config_version, decode_state, encode_state
 
 ROLLING_WINDOWS = 500
 
@@ -109,12 +109,14 @@ class ForecastConfig:
 
     target: Literal["roi", "residual"] = "residual"
     """``residual``: learn final ROI − nowcast, so an untrained model forecasts the nowcast."""
-    learning_rate: float = 0.005
-    loss: Literal["squared", "huber"] = "huber"
+    learning_rate: float = 0.02
+    """Measured: 0.005 learns too slowly, 0.05 is noisier, 0.1 diverges."""
+    loss: Literal["squared", "huber"] = "squared"
 
     @property
     def version(self) -> str:
-        return f"roi-forecast-linreg-{self.target}-{self.loss}-v1"
+        """``roi-forecast-linreg-v1`` for the defaults; others get a digest of their config."""
+        return config_version("roi-forecast-linreg-v1", self, ForecastConfig())
 
 
 class RoiForecaster:
@@ -154,7 +156,7 @@ class RoiForecaster:
             return None
         raw = float(self._model.predict_one(x))
         value = x["nowcast"] + raw if self.config.target == "residual" else raw
-        return max(-1.0, value) if math.isfinite(value) else x["nowcast"]
+        return _clip(value) if math.isfinite(value) else x["nowcast"]
 
     def learn(self, inputs: ForecastInputs, predicted: float | None, realised_roi: float) -> None:
         """A matured window: the error of the forecast made at close first, then learn."""

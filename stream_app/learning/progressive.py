@@ -10,10 +10,11 @@ window, which gives the rolling AUC used to watch drift and recovery.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import pickle
 import zlib
-from collections import deque
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +54,13 @@ class RankAUC:
 
     def __init__(self, window: int | None = None) -> None:
         self.window = window
-        self._pos = [0] * BINS
-        self._neg = [0] * BINS
+        # arrays rather than lists: a snapshot is a few kB of mostly zeros, zlib-friendly
+        self._pos = array("Q", bytes(8 * BINS))
+        self._neg = array("Q", bytes(8 * BINS))
         self.n_pos = 0
         self.n_neg = 0
-        self._recent: deque[int] | None = None if window is None else deque()
+        self._ring = array("H")  # 2 * bin + label of the last ``window`` labels
+        self._next = 0
 
     def update(self, y: bool, p: float) -> None:
         b = score_bin(p)
@@ -67,17 +70,22 @@ class RankAUC:
         else:
             self._neg[b] += 1
             self.n_neg += 1
-        recent = self._recent
-        if recent is not None:
-            if len(recent) == self.window:
-                old = recent.popleft()
-                if old & 1:
-                    self._pos[old >> 1] -= 1
-                    self.n_pos -= 1
-                else:
-                    self._neg[old >> 1] -= 1
-                    self.n_neg -= 1
-            recent.append(2 * b + y)
+        if self.window is None:
+            return
+        code = 2 * b + y
+        ring = self._ring
+        if len(ring) < self.window:
+            ring.append(code)
+            return
+        old = ring[self._next]
+        ring[self._next] = code
+        self._next = (self._next + 1) % self.window
+        if old & 1:
+            self._pos[old >> 1] -= 1
+            self.n_pos -= 1
+        else:
+            self._neg[old >> 1] -= 1
+            self.n_neg -= 1
 
     def get(self) -> float | None:
         """The AUC, or ``None`` until both classes have been seen."""
@@ -94,32 +102,34 @@ class RankAUC:
 
 
 class MeanTracker:
-    """Running mean since the start, plus one over the last ``window`` values.
+    """Mean since the start, and an exponentially weighted mean over about ``window`` values.
+
+    The recent mean is exponential rather than a true window so the state stays two floats
+    (it is snapshotted with the model); until ``window`` values it equals the plain mean.
 
     >>> m = MeanTracker(window=2)
     >>> for v in (1.0, 2.0, 6.0):
     ...     m.update(v)
     >>> m.mean(), m.rolling_mean()
-    (3.0, 4.0)
+    (3.0, 3.75)
     """
 
     def __init__(self, window: int) -> None:
         self.window = window
         self.n = 0
         self._total = 0.0
-        self._recent: deque[float] = deque(maxlen=window)
+        self._recent = 0.0
 
     def update(self, value: float) -> None:
         self.n += 1
         self._total += value
-        self._recent.append(value)
+        self._recent += (value - self._recent) / min(self.n, self.window)
 
     def mean(self) -> float | None:
         return self._total / self.n if self.n else None
 
     def rolling_mean(self) -> float | None:
-        # summed on demand (quality() is rare): no running total to drift over months
-        return math.fsum(self._recent) / len(self._recent) if self._recent else None
+        return self._recent if self.n else None
 
 
 def log_loss(y: bool, p: float, eps: float = 1e-15) -> float:
@@ -144,8 +154,21 @@ class ModelQuality:
     mae: float | None
     drifts: int
     rolling_log_loss: float | None = None
-    """Over the same last labels as ``rolling_auc`` (``rolling_mae`` for the forecaster)."""
+    """Exponentially weighted over about as many labels as ``rolling_auc`` covers."""
     rolling_mae: float | None = None
+    """The forecaster's, weighted the same way."""
+
+
+def config_version(base: str, config: object, default: object) -> str:
+    """``base`` for the default config, else ``base`` plus a digest of the config's repr,
+    so a changed pipeline never loads a state written by another (stable across runs).
+
+    >>> config_version("m-v1", 1, 1), config_version("m-v1", 2, 1)
+    ('m-v1', 'm-v1-d4735e3a')
+    """
+    if config == default:
+        return base
+    return f"{base}-{hashlib.sha256(repr(config).encode()).hexdigest()[:8]}"
 
 
 def encode_state(obj: Any) -> str:

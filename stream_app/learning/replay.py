@@ -122,11 +122,11 @@ def collect(
     by_id = {t.click_id: t for t in truths}
     for c in sorted(clicks, key=lambda c: (c.ts, c.click_id)):
         truth = by_id[c.click_id]
-        cv = first_conversion.get(c.click_id)
-        converted = cv is not None and cv.ts - c.ts <= label_window
-        if cv is not None and converted:
-            label_ts = max(cv.ts, c.ts)
-            revenue: float | None = to_reporting(cv.revenue, cv.currency)
+        first = first_conversion.get(c.click_id)
+        converted = first is not None and first.ts - c.ts <= label_window
+        if first is not None and converted:
+            label_ts = max(first.ts, c.ts)
+            revenue: float | None = to_reporting(first.revenue, first.currency)
         else:
             label_ts, revenue = c.ts + label_window, None
         out.clicks.append(

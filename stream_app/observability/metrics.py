@@ -9,6 +9,7 @@ are bounded by :class:`LabelBudget`; campaigns beyond the budget are summed into
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Mapping
 
 from aiokafka.structs import TopicPartition
@@ -18,6 +19,7 @@ from ..domain.records import Metrics as RecordMetrics
 from ..domain.records import ModelQualityRecord
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
+from ..engine.worker import CommitObserver
 from .labels import OTHER, LabelBudget
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -42,21 +44,25 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        # per worker of a process: "roi" (attribution + aggregation) or "sentiment"
         self.transactions = Counter(
             "stream_app_transactions_total",
             "Committed Kafka transactions (outputs + state + offsets).",
+            ["worker"],
             registry=registry,
         )
         self.latency = Histogram(
             "stream_app_processing_latency_seconds",
             "From the Kafka timestamp of the oldest record of a partition batch to the "
             "commit of the transaction that carries its results.",
+            ["worker"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.commit_duration = Histogram(
             "stream_app_commit_duration_seconds",
             "Time to flush, produce and commit one transaction.",
+            ["worker"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -167,6 +173,10 @@ class Metrics:
         )
 
     # -- observer -----------------------------------------------------------------------
+    def observer(self, worker: str) -> CommitObserver:
+        """The engine's commit observer for one worker of this process."""
+        return functools.partial(self.observe_commit, worker=worker)
+
     def observe_commit(
         self,
         out: Outbox,
@@ -174,11 +184,13 @@ class Metrics:
         oldest_ms: Mapping[TopicPartition, int],
         lag: Mapping[str, int],
         now: float,
+        worker: str = "roi",
     ) -> None:
-        self.transactions.inc()
-        self.commit_duration.observe(duration)
+        self.transactions.labels(worker).inc()
+        self.commit_duration.labels(worker).observe(duration)
+        latency = self.latency.labels(worker)
         for ts_ms in oldest_ms.values():
-            self.latency.observe(max(0.0, now - ts_ms / 1000))
+            latency.observe(max(0.0, now - ts_ms / 1000))
         for (topic, outcome), n in out.outcomes.items():
             self.events.labels(topic, outcome).inc(n)
         for reason, n in out.dead_letters.items():

@@ -59,8 +59,9 @@ class SentimentScorer:
     to its own longest text, so one long review does not make 31 tweets pay for its padding.
     Dynamic int8 quantisation takes its activation ranges from the whole batch, so with
     ``batch_size > 1`` a score moves slightly (up to ~0.4 seen, median 0.003) with the
-    texts it is batched with; the default of 1 makes every score reproducible on replay,
-    for ~12% of throughput on tweet-sized texts (docs/sentiment.md). Texts should have
+    texts it is batched with; the default of 1 makes every score reproducible on replay.
+    Batching pays on tweet-sized texts only (22-36% measured; slower on a mix with long
+    reviews, benchmarks/sentiment.py). Texts should have
     passed :func:`stream_app.sentiment.text.screen`.
 
     >>> scorer = SentimentScorer()

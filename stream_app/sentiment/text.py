@@ -73,15 +73,15 @@ def screen(text: str) -> Screened:
     >>> screen("Love it, works as advertised").unscored is None
     True
     """
-    if len(text) > HEAD_CHARS + TAIL_CHARS:
-        text, cut = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:], True
-    else:
-        cut = False
     bad = sum(
         1 for ch in text if ch == "\ufffd" or unicodedata.category(ch) in _BAD_CATEGORIES
     ) - sum(1 for ch in text if ch in "\t\n\r")
     if text and bad / len(text) > MAX_BAD_SHARE:
         raise CorruptText(f"{bad} of {len(text)} characters are control or replacement")
+    if len(text) > HEAD_CHARS + TAIL_CHARS:
+        text, cut = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:], True
+    else:
+        cut = False
     text = clean_text(text)
     if not text:
         return Screened("", "empty_text", cut)

@@ -42,8 +42,11 @@ def test_counters_and_latency_follow_the_commit() -> None:
     assert value(registry, "stream_app_dead_letters_total", reason="bad_json") == 2
     assert value(registry, "stream_app_conversions_unattributed_total", reason="unknown_click") == 1
     assert value(registry, "stream_app_consumer_lag_messages", topic="clicks") == 3
-    assert value(registry, "stream_app_processing_latency_seconds_count") == 1
-    assert value(registry, "stream_app_processing_latency_seconds_sum") == 1.5
+    assert value(registry, "stream_app_processing_latency_seconds_count", worker="roi") == 1
+    assert value(registry, "stream_app_processing_latency_seconds_sum", worker="roi") == 1.5
+    metrics.observer("sentiment")(out, 0.5, {}, {}, 1_001.5)
+    assert value(registry, "stream_app_transactions_total", worker="sentiment") == 1
+    assert value(registry, "stream_app_commit_duration_seconds_sum", worker="sentiment") == 0.5
 
 
 def test_campaign_labels_are_bounded_and_the_rest_summed_into_other() -> None:
