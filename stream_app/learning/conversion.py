@@ -30,6 +30,7 @@ from .progressive import (
     decode_state,
     encode_state,
     log_loss,
+    score_bin,
 )
 
 ROLLING_LABELS = 5000
@@ -167,8 +168,9 @@ class ConversionModel:
         loss = 0.0
         if 0.0 <= predicted <= 1.0:  # also False for NaN
             loss = log_loss(converted, predicted)
-            self._auc.update(converted, predicted)
-            self._rolling_auc.update(converted, predicted)
+            b = score_bin(predicted)
+            self._auc.add(converted, b)
+            self._rolling_auc.add(converted, b)
             self._loss.update(loss)
         k = self.config.negative_sampling
         if converted:

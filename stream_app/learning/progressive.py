@@ -63,7 +63,10 @@ class RankAUC:
         self._next = 0
 
     def update(self, y: bool, p: float) -> None:
-        b = score_bin(p)
+        self.add(y, score_bin(p))
+
+    def add(self, y: bool, b: int) -> None:
+        """``update`` with the score's bin already computed (one bin for several AUCs)."""
         if y:
             self._pos[b] += 1
             self.n_pos += 1
