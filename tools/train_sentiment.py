@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "onnx_models"
 MODEL_DIR = OUT_DIR / "sentiment"
 WORK_DIR = sd.DEFAULT_CACHE / "work"
-VERSION = "minilm-l6-sentiment-2026.11.22"
+VERSION = "minilm-l6-sentiment-2026.11.22b"
 TRAIN_SOURCES = ("imdb", "rotten_tomatoes", "tweets")
 HEAD_TOKENS = 64
 
@@ -195,6 +195,81 @@ def load_trained(ckpt: Path) -> tuple[Any, dict[str, Any]]:
 # --------------------------------------------------------------------------- train command
 
 
+def init_from_onnx(model: Any, path: Path) -> dict[str, float]:
+    """Load the weights of a shipped fused int8 graph (written by ``export``) into ``model``.
+
+    Lets a run continue from the released model, whose fp32 checkpoint is not kept.
+    Weights are dequantised (``(q - zero_point) * scale``); fp32 tensors left by the
+    quantiser (biases, LayerNorms after the embeddings) are copied exactly. The word
+    embeddings come from the base model instead: they were frozen in training, so the
+    base copy is exact while the int8 copy is not. Returns the max abs difference of each
+    dequantised word-embedding row block against the base copy as a sanity check.
+    """
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+    def deq(name: str) -> Any:
+        q = init[f"{name}_quantized"].astype(np.float32)
+        zp = init[f"{name}_zero_point"].astype(np.float32)
+        return (q - zp) * init[f"{name}_scale"].astype(np.float32)
+
+    sd_ = model.state_dict()
+    new: dict[str, Any] = {}
+    emb = "encoder.embeddings."
+    word = deq(emb + "word_embeddings.weight")
+    check = {
+        "word_embeddings_max_abs_diff": float(
+            np.abs(word - sd_[emb + "word_embeddings.weight"].numpy()).max()
+        )
+    }
+    for name in ("position_embeddings.weight", "token_type_embeddings.weight"):
+        new[emb + name] = deq(emb + name)
+    for name in ("LayerNorm.weight", "LayerNorm.bias"):
+        key = emb + name
+        new[key] = init[key] if key in init else deq(key)
+    qattn = sorted(
+        (n for n in graph.node if n.op_type == "QAttention"),
+        key=lambda n: int(n.name.split("_")[1]),
+    )
+    matmul = {n.name: n for n in graph.node if n.op_type == "MatMulInteger"}
+    hidden = model.encoder.config.hidden_size
+    for i, node in enumerate(qattn):
+        pre = f"encoder.encoder.layer.{i}."
+        w = deq(node.input[1].removesuffix("_quantized"))  # [hidden, 3 * hidden], x @ w
+        b = init[node.input[2]]
+        for j, part in enumerate(("query", "key", "value")):
+            new[pre + f"attention.self.{part}.weight"] = w[:, j * hidden : (j + 1) * hidden].T
+            new[pre + f"attention.self.{part}.bias"] = b[j * hidden : (j + 1) * hidden]
+        for sub in ("attention.output.dense", "intermediate.dense", "output.dense"):
+            mm = matmul[f"/encoder/encoder/layer.{i}/{sub.replace('.', '/')}/MatMul_quant"]
+            new[pre + sub + ".weight"] = deq(mm.input[1].removesuffix("_quantized")).T
+            new[pre + sub + ".bias"] = init[pre + sub + ".bias"]
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            new[pre + ln + ".weight"] = init[pre + ln + ".weight"]
+            new[pre + ln + ".bias"] = init[pre + ln + ".bias"]
+    new["head.weight"] = deq("head.weight").T
+    new["head.bias"] = init["head.bias"]
+    skip = {
+        emb + "word_embeddings.weight",
+        "encoder.pooler.dense.weight",
+        "encoder.pooler.dense.bias",
+    }
+    missing = [k for k in sd_ if k not in new and k not in skip]  # the pooler is unused
+    if missing:
+        raise KeyError(f"not found in {path.name}: {missing}")
+    with torch.no_grad():
+        for k, v in new.items():
+            if tuple(sd_[k].shape) != tuple(v.shape):
+                raise ValueError(f"{k}: {v.shape} vs {tuple(sd_[k].shape)}")
+            sd_[k].copy_(torch.from_numpy(np.array(v, dtype=np.float32)))
+    return check
+
+
 def _torch_accuracy(model: Any, tokenizer: Any, exs: list[sd.Example], max_length: int) -> float:
     import torch
 
@@ -209,6 +284,33 @@ def _torch_accuracy(model: Any, tokenizer: Any, exs: list[sd.Example], max_lengt
             correct += sum(int(sd.LABELS[p] == e.label) for p, e in zip(pred, chunk, strict=True))
     model.train()
     return correct / max(1, len(exs))
+
+
+def _epoch_batches(
+    lengths: Sequence[int], batch_size: int, bucket: int, rng: random.Random
+) -> list[list[int]]:
+    """One epoch of shuffled, length-bucketed batches (full batches only).
+
+    The shuffled indices are cut into pools of ``bucket`` batches; each pool is
+    sorted by length and cut into batches, and the batch order is shuffled. Batches
+    pad to their longest text, so this removes most of the padding compute on the
+    short-text sources while keeping the batches random. ``bucket <= 1`` disables it.
+    """
+    perm = list(range(len(lengths)))
+    rng.shuffle(perm)
+    out: list[list[int]] = []
+    pool = max(1, bucket) * batch_size
+    for lo in range(0, len(perm), pool):
+        chunk = perm[lo : lo + pool]
+        if bucket > 1:
+            chunk.sort(key=lambda i: lengths[i])
+        out.extend(
+            chunk[b : b + batch_size]
+            for b in range(0, len(chunk), batch_size)
+            if len(chunk[b : b + batch_size]) == batch_size
+        )
+    rng.shuffle(out)
+    return out
 
 
 def cmd_train(args: argparse.Namespace) -> Path:
@@ -230,6 +332,9 @@ def cmd_train(args: argparse.Namespace) -> Path:
     splits = sd.load_splits(Path(args.cache))
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir())
     model = build_model(args.pooling)
+    if args.init_onnx:
+        check = init_from_onnx(model, Path(args.init_onnx))
+        log(f"initialised from {args.init_onnx} (dequantised int8): {check}")
     if args.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     model.train()
@@ -245,13 +350,12 @@ def cmd_train(args: argparse.Namespace) -> Path:
         v = sd.binary(splits[name]["val"])
         val[name] = random.Random(1).sample(v, min(args.val_per_source, len(v)))
         log(f"{name}: {len(train[name])} train examples")
-    shares = {
-        "imdb": args.imdb_share,
-        "rotten_tomatoes": (1 - args.imdb_share) / 2,
-        "tweets": (1 - args.imdb_share) / 2,
-    }
+    rest = 1 - args.imdb_share
+    rt_share = args.rt_share if args.rt_share is not None else rest / 2
+    shares = {"imdb": args.imdb_share, "rotten_tomatoes": rt_share, "tweets": rest - rt_share}
+    log(f"wall-time shares: {shares}")
     spent = dict.fromkeys(TRAIN_SOURCES, 1e-9)
-    order = {n: [] for n in TRAIN_SOURCES}  # type: dict[str, list[int]]
+    batches: dict[str, list[list[int]]] = {n: [] for n in TRAIN_SOURCES}
     epochs = dict.fromkeys(TRAIN_SOURCES, 0.0)
 
     head_params = list(model.head.parameters())
@@ -292,11 +396,11 @@ def cmd_train(args: argparse.Namespace) -> Path:
         max_len = args.max_length
         if name == "imdb" and progress < args.long_after:
             max_len = args.short_length
-        if len(order[name]) < args.batch_size:
-            perm = list(range(len(train[name])))
-            rng.shuffle(perm)
-            order[name].extend(perm)
-        idx = [order[name].pop() for _ in range(args.batch_size)]
+        if not batches[name]:  # new epoch of this source
+            batches[name] = _epoch_batches(
+                [len(r) for r, _ in train[name]], args.batch_size, args.bucket_batches, rng
+            )
+        idx = batches[name].pop()
         epochs[name] += args.batch_size / len(train[name])
         cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
         seqs = [[cls, *head_tail(train[name][i][0], max_len), sep] for i in idx]
@@ -455,7 +559,27 @@ def cmd_export(args: argparse.Namespace) -> Path:
             "reduce_range": args.reduce_range,
         },
         "opset": 17,
-        "training": {k: meta.get(k) for k in ("step", "elapsed_s", "epochs")},
+        "temperature": 1.0,  # refitted by the calibrate command
+        "training": {
+            **{k: meta.get(k) for k in ("step", "elapsed_s", "epochs")},
+            "settings": {
+                k: meta.get("args", {}).get(k)
+                for k in (
+                    "init_onnx",
+                    "minutes",
+                    "lr",
+                    "head_lr_mult",
+                    "imdb_share",
+                    "rt_share",
+                    "short_length",
+                    "long_after",
+                    "bucket_batches",
+                    "batch_size",
+                    "freeze_embeddings",
+                    "seed",
+                )
+            },
+        },
     }
     (MODEL_DIR / "sentiment.json").write_text(json.dumps(config, indent=2) + "\n")
     log(
@@ -477,28 +601,35 @@ def _ort_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _ort_predict(
+def _ort_logits(
     sess: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int = 32
 ) -> Any:
-    """P(positive) per text; batches sorted by length to keep padding small."""
+    """Raw logits ``[n, 2]`` per text; batches sorted by length to keep padding small."""
     import numpy as np
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros(len(texts), dtype=np.float32)
+    out = np.zeros((len(texts), 2), dtype=np.float64)
     for i in range(0, len(order), batch):
         chunk = order[i : i + batch]
         ids, mask = encode_batch(tokenizer, [texts[j] for j in chunk], max_length)
-        logits = sess.run(
+        out[chunk] = sess.run(
             ["logits"],
             {
                 "input_ids": np.array(ids, dtype=np.int64),
                 "attention_mask": np.array(mask, dtype=np.int64),
             },
         )[0]
-        z = logits - logits.max(1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-        out[chunk] = p[:, 1]
     return out
+
+
+def _ort_predict(
+    sess: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int = 32
+) -> Any:
+    """P(positive) per text at temperature 1 (accuracy does not depend on the temperature)."""
+    import numpy as np
+
+    logits = _ort_logits(sess, tokenizer, texts, max_length, batch)
+    return 1.0 / (1.0 + np.exp(-np.clip(logits[:, 1] - logits[:, 0], -500, 500)))
 
 
 def _eval_worker(tag: str, path: str, texts: dict[str, list[str]], max_length: int) -> Any:
@@ -552,6 +683,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             per["heldout_sample"] = np.array([lookup[(r["source"], r["text"])] for r in sample])
         gold["heldout_sample"] = np.array([r["label"] == "positive" for r in sample])
         result["n"]["heldout_sample"] = len(sample)
+        src = np.array([r["source"] for r in sample])
+        if "int8" in probs:  # CI asserts per-source accuracy of the shipped model on the file
+            hit = (probs["int8"]["heldout_sample"] > 0.5) == gold["heldout_sample"]
+            result["heldout_sample_by_source"] = {
+                n: round(float(hit[src == n].mean()), 4) for n in TRAIN_SOURCES
+            }
     for tag, per in probs.items():
         result["accuracy"][tag] = {
             n: round(float(((p > 0.5) == gold[n]).mean()), 4) for n, p in per.items()
@@ -589,8 +726,168 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         result["file_sizes_bytes"]["(not shipped) model.opt.onnx fp32"] = (
             models["fp32"].stat().st_size
         )
-    (MODEL_DIR / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    metrics_path = MODEL_DIR / "metrics.json"
+    if metrics_path.exists():  # keep what calibrate wrote for this model
+        previous = json.loads(metrics_path.read_text())
+        if "calibration" in previous:
+            result["calibration"] = previous["calibration"]
+    metrics_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+# --------------------------------------------------------------------------- calibrate command
+
+
+class RuntimeTokenizer:
+    """The shipped ``tokenizer.json`` through ``tokenizers`` only (no transformers, no torch).
+
+    Quacks like the slice of a transformers fast tokenizer that ``encode_batch`` uses.
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        self.cls_token_id = self._tok.token_to_id("[CLS]")
+        self.sep_token_id = self._tok.token_to_id("[SEP]")
+        self.pad_token_id = self._tok.token_to_id("[PAD]")
+
+    def __call__(self, texts: list[str], **_: Any) -> dict[str, list[list[int]]]:
+        enc = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        return {"input_ids": [e.ids for e in enc]}
+
+
+def _p_positive(margin: Any, temperature: float) -> Any:
+    """P(positive) = softmax(logits / T)[:, 1] = sigmoid((l1 - l0) / T)."""
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.clip(margin / temperature, -500, 500)))
+
+
+def nll(margin: Any, gold: Any, temperature: float) -> float:
+    """Mean negative log-likelihood of the gold labels under softmax(logits / T)."""
+    import numpy as np
+
+    z = margin / temperature
+    signed = np.where(gold, z, -z)  # log P(gold) = -softplus(-signed)
+    return float(np.mean(np.logaddexp(0.0, -signed)))
+
+
+def ece(margin: Any, gold: Any, temperature: float, bins: int = 10) -> float:
+    """Expected calibration error: top-label confidence in ``bins`` equal-width bins on [0, 1]."""
+    import numpy as np
+
+    p = _p_positive(margin, temperature)
+    conf = np.maximum(p, 1 - p)
+    correct = (p > 0.5) == gold
+    idx = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            total += sel.mean() * abs(conf[sel].mean() - correct[sel].mean())
+    return float(total)
+
+
+def fit_temperature(margin: Any, gold: Any) -> float:
+    """T minimising the NLL of softmax(logits / T): golden-section search on log T."""
+    import math
+
+    lo, hi = math.log(0.05), math.log(20.0)
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(margin, gold, math.exp(a)), nll(margin, gold, math.exp(b))
+    for _ in range(80):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(margin, gold, math.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(margin, gold, math.exp(b))
+    return math.exp((lo + hi) / 2)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    """Fit the temperature of the shipped int8 model on the pooled validation splits.
+
+    Writes ``temperature`` and a ``calibration`` summary into ``sentiment.json`` and the
+    int8 per-source accuracy on ``heldout_sample.jsonl`` into ``metrics.json``. Needs
+    only onnxruntime, tokenizers and numpy.
+    """
+    import numpy as np
+
+    tokenizer = RuntimeTokenizer(MODEL_DIR)
+    config = json.loads((MODEL_DIR / "sentiment.json").read_text())
+    max_length = int(config.get("max_length", args.max_length))
+    sess = _ort_session(MODEL_DIR / "model.int8.onnx", args.eval_threads)
+    splits = sd.load_splits(Path(args.cache))
+    margins, golds, per_source = [], [], {}
+    for name in TRAIN_SOURCES:
+        exs = sd.binary(splits[name]["val"])
+        t = time.time()
+        logits = _ort_logits(sess, tokenizer, [e.text for e in exs], max_length)
+        m = logits[:, 1] - logits[:, 0]
+        g = np.array([e.label == "positive" for e in exs])
+        margins.append(m)
+        golds.append(g)
+        per_source[name] = {"n": len(exs), "accuracy": round(float(((m > 0) == g).mean()), 4)}
+        log(f"calibrate: {name} val {len(exs)} texts in {time.time() - t:.0f}s")
+    margin, gold = np.concatenate(margins), np.concatenate(golds)
+    temperature = fit_temperature(margin, gold)
+    for name, m, g in zip(TRAIN_SOURCES, margins, golds, strict=True):
+        per_source[name].update(
+            nll_before=round(nll(m, g, 1.0), 4),
+            nll_after=round(nll(m, g, temperature), 4),
+            ece_before=round(ece(m, g, 1.0), 4),
+            ece_after=round(ece(m, g, temperature), 4),
+        )
+    calibration = {
+        "method": "temperature scaling of the int8 model's logits: minimise NLL of "
+        "softmax(logits / temperature); P(positive) = softmax(logits / temperature)[1], "
+        "score = 2 * P(positive) - 1",
+        "split": "validation, all three sources pooled, positive/negative only",
+        "n": len(gold),
+        "nll_before": round(nll(margin, gold, 1.0), 4),
+        "nll_after": round(nll(margin, gold, temperature), 4),
+        "ece_10bin_before": round(ece(margin, gold, 1.0), 4),
+        "ece_10bin_after": round(ece(margin, gold, temperature), 4),
+        "ece_definition": "top-label confidence max(P, 1-P) in 10 equal-width bins on [0, 1]; "
+        "sum over bins of (bin share) * |mean confidence - accuracy|",
+        "per_source": per_source,
+    }
+    config["temperature"] = round(temperature, 4)
+    config["calibration"] = calibration
+    config["output"] = (
+        "logits[batch, 2] in label order; P(positive) = softmax(logits / temperature)[:, 1]; "
+        "score = 2 * P(positive) - 1"
+    )
+    (MODEL_DIR / "sentiment.json").write_text(json.dumps(config, indent=2) + "\n")
+    log(f"temperature {temperature:.4f}: {json.dumps(calibration)}")
+
+    sample = [
+        json.loads(line) for line in (OUT_DIR / "heldout_sample.jsonl").read_text().splitlines()
+    ]
+    by_source: dict[str, float] = {}
+    for name in TRAIN_SOURCES:
+        rows = [r for r in sample if r["source"] == name]
+        logits = _ort_logits(sess, tokenizer, [r["text"] for r in rows], max_length)
+        g = np.array([r["label"] == "positive" for r in rows])
+        by_source[name] = round(float(((logits[:, 1] > logits[:, 0]) == g).mean()), 4)
+    metrics_path = MODEL_DIR / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics["heldout_sample_by_source"] = by_source
+    metrics["calibration"] = {
+        k: calibration[k]
+        for k in ("n", "nll_before", "nll_after", "ece_10bin_before", "ece_10bin_after")
+    }
+    metrics["calibration"]["temperature"] = config["temperature"]
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    log(f"int8 heldout_sample accuracy by source: {by_source}")
+    return calibration
 
 
 # --------------------------------------------------------------------------- CLI
@@ -601,7 +898,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("command", choices=["data", "train", "export", "evaluate", "all"])
+    ap.add_argument("command", choices=["data", "train", "export", "calibrate", "evaluate", "all"])
     ap.add_argument(
         "--cache", default=str(sd.DEFAULT_CACHE), help="wheel/checkpoint cache (outside the repo)"
     )
@@ -623,6 +920,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--imdb-share", type=float, default=0.6, help="share of wall time on IMDB batches"
     )
+    ap.add_argument(
+        "--rt-share",
+        type=float,
+        default=None,
+        help="share of wall time on Rotten Tomatoes (default: half of what IMDB leaves); "
+        "tweets get the rest",
+    )
+    ap.add_argument(
+        "--bucket-batches",
+        type=int,
+        default=50,
+        help="sort pools of this many batches by length before batching (1 = off)",
+    )
+    ap.add_argument(
+        "--init-onnx",
+        default="",
+        help="continue from the weights of a fused int8 model written by export "
+        "(e.g. the released onnx_models/sentiment/model.int8.onnx) instead of the base encoder",
+    )
     ap.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     ap.add_argument(
         "--freeze-embeddings",
@@ -638,8 +954,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--ckpt-minutes", type=float, default=12.0)
     ap.add_argument("--checkpoint", default=str(WORK_DIR / "checkpoint.pt"))
-    ap.add_argument("--per-channel", action="store_true")
+    ap.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="per-column int8 weight scales (int8/fp32 agreement 99.4%% vs 96.7%% per-tensor "
+        "on tweets val)",
+    )
     ap.add_argument("--reduce-range", action="store_true")
+    ap.add_argument("--eval-threads", type=int, default=1, help="onnxruntime threads for calibrate")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N test texts only")
     args = ap.parse_args(argv)
     if args.command in ("data", "all"):
@@ -648,6 +971,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.checkpoint = str(cmd_train(args))
     if args.command in ("export", "all"):
         cmd_export(args)
+    if args.command in ("calibrate", "all"):
+        cmd_calibrate(args)
     if args.command in ("evaluate", "all"):
         log(json.dumps(cmd_evaluate(args), indent=2))
 
