@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="A conversion counts for a click this long after it; a click without one "
         "by then is a negative label for the conversion model. The demo uses 600.",
     )
+    label_window_seconds: PositiveFloat | None = Field(
+        None,
+        description="How long a click waits for a conversion before the conversion model learns "
+        "it as a negative; empty means the attribution window. Shorter lets the model learn "
+        "within hours instead of days; a conversion after it still counts as revenue, but the "
+        "model has learnt that click as a negative.",
+    )
     conversion_grace_seconds: float = Field(
         3600.0, ge=0, description="How long a conversion may wait for its click."
     )

@@ -58,6 +58,7 @@ class AttributionAgent:
             conversion_grace_seconds=settings.conversion_grace_seconds,
             dedup_horizon_seconds=settings.dedup_horizon_seconds,
             currency=settings.reporting_currency,
+            label_window_seconds=settings.label_window_seconds,
             label_lateness_seconds=settings.allowed_lateness_seconds,
         )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)

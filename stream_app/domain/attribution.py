@@ -8,9 +8,10 @@ unknown or out-of-window conversions are reported as unattributed, never dropped
 
 Clicks scored by the conversion model stay *open* until their label is known: positive when
 a conversion is attributed to them, negative once the conversion watermark passes their
-attribution window plus the allowed lateness. Each label carries the features and the
-prediction made at click time, so the model learns from what it saw then, and the click's
-expected value leaves its window's ``open_expected_revenue`` (the nowcast's input).
+label window (by default the attribution window) plus the allowed lateness. Each label
+carries the features and the prediction made at click time, so the model learns from what it
+saw then, and the click's expected value leaves its window's ``open_expected_revenue`` (the
+nowcast's input).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ class AttributionConfig:
     conversion_grace_seconds: float
     dedup_horizon_seconds: float
     currency: str
+    label_window_seconds: float | None = None
+    """A click with no conversion after this is a negative label; None: the attribution window."""
     label_lateness_seconds: float = 0.0
-    """How long after its attribution window a click waits before it is labelled negative."""
+    """How long after its label window a click waits before it is labelled negative."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,9 +262,8 @@ class Attribution:
     def expire_labels(self) -> None:
         """Label negative every open click whose attribution window (and lateness) passed."""
         cfg = self.config
-        horizon = (
-            self.conversion_watermark - cfg.attribution_window_seconds - cfg.label_lateness_seconds
-        )
+        window = cfg.label_window_seconds or cfg.attribution_window_seconds
+        horizon = self.conversion_watermark - window - cfg.label_lateness_seconds
         heap = self._open_by_ts
         while heap and heap[0][0] < horizon:
             ts, click_id = heapq.heappop(heap)

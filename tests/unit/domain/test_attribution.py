@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stream_app.domain.attribution import Attribution, AttributionConfig, Scored
 from stream_app.domain.events import Click, Conversion
 from stream_app.domain.outcomes import Outcome
@@ -225,3 +227,16 @@ def test_open_clicks_survive_a_restore_and_labelled_ones_stay_closed() -> None:
         assert a.open == {}
         advance(a, T0 + 9000)
         assert a.drain_labels() == []
+
+
+def test_a_shorter_label_window_labels_sooner_and_a_later_conversion_still_counts() -> None:
+    a = Attribution(replace(LABELLED, label_window_seconds=100.0))
+    a.on_click(click(4, T0), scored(4))
+    advance(a, T0 + 100 + 21)
+    [label] = a.drain_labels()
+    assert (label.click_id, label.converted) == ("k4", False)
+    assert a.on_conversion(conversion(4, T0 + 300), 10.0) is Outcome.ATTRIBUTED
+    assert a.drain_labels() == []  # learnt once, as a negative
+    conversions = sums(a.drain_deltas())[("c1", T0, "conversion")]
+    assert (conversions.conversions, conversions.revenue) == (1, 10.0)
+    assert conversions.open_expected_revenue == -scored(4).expected_value  # closed once
