@@ -62,12 +62,16 @@ class Spend(msgspec.Struct, frozen=True):
 
 
 class Review(msgspec.Struct, frozen=True):
-    """A free-text review of a campaign's product, scored for sentiment downstream."""
+    """A free-text review of a campaign's product, scored for sentiment downstream.
+
+    ``text`` has no length limit: a long review is cut to its head and tail for the model,
+    never rejected (the broker's message size limit bounds it anyway).
+    """
 
     schema_version: Literal[1]
     event_id: Id
     campaign_id: Id
-    text: Annotated[str, msgspec.Meta(max_length=100_000)]
+    text: str
     ts: Ts
     rating: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
 

@@ -209,7 +209,7 @@ async def test_reviews_are_scored_counted_or_dead_lettered(make_settings) -> Non
     texts = {
         1: "Absolutely love it, best purchase this year!",
         2: "Terrible. It broke after two days, avoid.",
-        3: "Great value. " + "More words about nothing in particular. " * 2000 + "Love it!",
+        3: "Great value. " + "More words about nothing in particular. " * 5000 + "Love it!",
         4: "",
         5: "Le produit est arrivé cassé et le service client ne répond pas",
         6: garbage,
