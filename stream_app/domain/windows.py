@@ -181,6 +181,7 @@ class Aggregation:
         if held is None:
             held = self._campaigns_at[start] = set()
             heapq.heappush(self._starts, start)
+        if campaign_id not in held:  # per window: one may open after its start closed
             heapq.heappush(self._to_close, start)
         held.add(campaign_id)
 
@@ -191,6 +192,8 @@ class Aggregation:
         last = self.watermark - size - self.config.allowed_lateness_seconds
         while self._to_close and self._to_close[0] <= last:
             start = heapq.heappop(self._to_close)
+            while self._to_close and self._to_close[0] == start:
+                heapq.heappop(self._to_close)
             for campaign_id in sorted(self._campaigns_at.get(start, ())):
                 window = self.windows[(campaign_id, start)]
                 if not window.closed:

@@ -196,3 +196,15 @@ def test_forecasts_and_the_forecaster_survive_a_restore() -> None:
     assert {k: (w.forecast, w.inputs, w.closed) for k, w in rebuilt.windows.items()} == held
     x = next(w.inputs for w in agg.windows.values() if w.inputs is not None)
     assert rebuilt.forecaster.predict(x) == agg.forecaster.predict(x)
+
+
+def test_a_window_first_seen_after_its_start_closed_is_still_forecast() -> None:
+    agg = forecasting()
+    agg.on_spend(spend(1, T0 + 1), 10.0)
+    agg.on_spend(spend(2, T0 + 100), 1.0)  # closes T0's windows (end 60 + lateness 30)
+    agg.close_windows()
+    late = Totals(conversions=1, revenue=5.0, spend=2.0)  # another campaign's first delta
+    agg.on_delta(CampaignDelta("c9", T0, "conversion", late.to_list(), T0 + 101))
+    agg.close_windows()
+    assert agg.windows[("c9", T0)].closed
+    assert agg.windows[("c9", T0)].forecast is not None
