@@ -21,7 +21,7 @@ from ..domain.roi import Totals
 from ..domain.validation import Reason, Validated
 from ..domain.windows import Aggregation, AggregationConfig
 from ..engine.stage import Outbox
-from ..learning import ConversionModel, RoiForecaster
+from ..learning import ConversionConfig, RoiForecaster
 from ..settings import Settings
 from .base import EdgeDecoder, Record
 from .quality import quality_record, record_key
@@ -74,7 +74,7 @@ class AggregationAgent:
         if not self._models:
             return PartitionAggregation(partition, self._config)
         return PartitionAggregation(
-            partition, self._config, RoiForecaster(), ConversionModel().version
+            partition, self._config, RoiForecaster(), ConversionConfig().version
         )
 
     def process(self, state: PartitionAggregation, records: Sequence[Record], out: Outbox) -> None:
