@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
@@ -42,6 +43,16 @@ class NoState:
         raise ValueError(f"the sentiment stage has no state; got {key!r}")
 
 
+class TextScorer(Protocol):
+    """What the agent needs of a sentiment model (:class:`SentimentScorer` in production)."""
+
+    version: str
+
+    def predict_many(self, texts: Sequence[str]) -> list[SentimentScore]: ...
+
+    def predict_one(self, text: str) -> SentimentScore: ...
+
+
 @dataclass(slots=True)
 class _Pending:
     record: Record
@@ -53,11 +64,11 @@ class ReviewAgent:
     name = "sentiment"
     stateful = False
 
-    def __init__(self, settings: Settings, scorer: SentimentScorer | None = None) -> None:
+    def __init__(self, settings: Settings, scorer: TextScorer | None = None) -> None:
         t = settings.topics
         self.topics = (t.reviews,)
         self._scored_topic = t.reviews_scored
-        self.scorer = scorer or SentimentScorer(
+        self.scorer: TextScorer = scorer or SentimentScorer(
             settings.sentiment_model_dir,
             threads=settings.sentiment_threads,
             batch_size=settings.sentiment_model_batch_size,
