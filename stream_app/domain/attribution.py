@@ -6,12 +6,15 @@ campaign, in the click's window, when it happened within the attribution window 
 click. One that arrives before its click waits up to the grace period of event time;
 unknown or out-of-window conversions are reported as unattributed, never dropped.
 
-Clicks scored by the conversion model stay *open* until their label is known: positive when
-a conversion is attributed to them, negative once the conversion watermark passes their
-label window (by default the attribution window) plus the allowed lateness. Each label
-carries the features and the prediction made at click time, so the model learns from what it
-saw then, and the click's expected value leaves its window's ``open_expected_revenue`` (the
-nowcast's input).
+Clicks scored by the conversion model stay *open* until the conversion watermark passes
+their label window (by default the attribution window) plus the allowed lateness; then the
+model learns them, positive if a conversion was attributed meanwhile, else negative. Every
+label, positive or negative, reaches the model at the same age: were positives learnt at
+their conversion, a new campaign (or the whole model after a cold start) would see only
+positives for a label window and overestimate p(conversion) several-fold. Each label carries
+the features and the prediction made at click time, so the model learns from what it saw
+then. A click's expected value leaves its window's ``open_expected_revenue`` (the nowcast's
+input) as soon as it converts, or when it is labelled negative.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class _Open:
     campaign_id: str
     ts: float
     scored: Scored
+    revenue: float | None = None  # its first attributed conversion, awaiting the label
 
 
 class Attribution:
@@ -101,6 +105,8 @@ class Attribution:
         self._labels: list[Label] = []
         self._labelled_log: BucketedLog[str] = BucketedLog("labelled")
         self._labelled_restored: set[str] = set()
+        self._converted_log: BucketedLog[tuple[str, float]] = BucketedLog("converted")
+        self._converted_restored: dict[str, float] = {}
 
     # -- events -------------------------------------------------------------------------
     def on_click(self, click: Click, scored: Scored | None = None) -> Outcome:
@@ -149,14 +155,16 @@ class Attribution:
         totals = self._delta(campaign_id, click_ts, "conversion", ts)
         totals.conversions += 1
         totals.revenue += revenue
-        opened = self.open.pop(click_id, None)
-        if opened is not None:
+        opened = self.open.get(click_id)
+        if opened is not None and opened.revenue is None:
             totals.open_expected_revenue -= opened.scored.expected_value
-            self._label(click_id, opened, revenue)
+            opened.revenue = revenue
+            self._converted_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), (click_id, revenue))
         return Outcome.ATTRIBUTED
 
-    def _label(self, click_id: str, opened: _Open, revenue: float | None) -> None:
-        self._labels.append(Label(click_id, opened.scored, revenue is not None, revenue))
+    def _label(self, click_id: str, opened: _Open) -> None:
+        converted = opened.revenue is not None
+        self._labels.append(Label(click_id, opened.scored, converted, opened.revenue))
         self._labelled_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), click_id)
 
     def _unattributed_conversion(
@@ -260,7 +268,7 @@ class Attribution:
             self._pending_dirty.add(click_id)
 
     def expire_labels(self) -> None:
-        """Label negative every open click whose attribution window (and lateness) passed."""
+        """Label every open click whose label window (and lateness) passed."""
         cfg = self.config
         window = cfg.label_window_seconds or cfg.attribution_window_seconds
         horizon = self.conversion_watermark - window - cfg.label_lateness_seconds
@@ -271,9 +279,11 @@ class Attribution:
             if opened is None or opened.ts != ts:
                 continue  # converted meanwhile
             del self.open[click_id]
-            totals = self._delta(opened.campaign_id, ts, "conversion", self.conversion_watermark)
-            totals.open_expected_revenue -= opened.scored.expected_value
-            self._label(click_id, opened, None)
+            if opened.revenue is None:
+                wm = self.conversion_watermark
+                totals = self._delta(opened.campaign_id, ts, "conversion", wm)
+                totals.open_expected_revenue -= opened.scored.expected_value
+            self._label(click_id, opened)
 
     def _expire_clicks(self) -> list[Change]:
         """Forget clicks no conversion can be attributed to any more."""
@@ -288,7 +298,9 @@ class Attribution:
             for click_id in self._clicks_in_bucket.pop(bucket, []):
                 self.clicks.pop(click_id, None)
                 self._labelled_restored.discard(click_id)
+                self._converted_restored.pop(click_id, None)
         tombstones.extend(self._labelled_log.expire_before(before)[1])
+        tombstones.extend(self._converted_log.expire_before(before)[1])
         return tombstones
 
     def changes(self) -> list[Change]:
@@ -304,6 +316,7 @@ class Attribution:
         out.extend(self.seen_conversions.changes())
         out.extend(self._click_log.changes())
         out.extend(self._labelled_log.changes())
+        out.extend(self._converted_log.changes())
         for click_id in self._pending_dirty:
             waiting = self.pending.get(click_id)
             out.append((f"pending|{click_id}", waiting or None))
@@ -330,7 +343,14 @@ class Attribution:
                 self._clicks_in_bucket.setdefault(bucket, []).append(click_id)
                 if len(item) == 6 and click_id not in self._labelled_restored:
                     scored = Scored(item[3], item[4], item[5])
-                    self._open(click_id, _Open(campaign_id, ts, scored))
+                    revenue = self._converted_restored.get(click_id)
+                    self._open(click_id, _Open(campaign_id, ts, scored, revenue))
+        elif self._converted_log.owns(key):
+            _, converted = self._converted_log.restore(key, value)
+            for click_id, revenue in converted:  # before or after its click's entry
+                self._converted_restored[click_id] = revenue
+                if click_id in self.open:
+                    self.open[click_id].revenue = revenue
         elif self._labelled_log.owns(key):
             _, click_ids = self._labelled_log.restore(key, value)
             for click_id in click_ids:  # keys restore in any order: before or after the click

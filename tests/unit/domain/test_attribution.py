@@ -161,10 +161,18 @@ def advance(a: Attribution, to: float) -> None:
     a.expire_labels()
 
 
-def test_a_converted_click_is_a_positive_label_with_its_click_time_features() -> None:
+def test_a_converted_click_is_learnt_positive_at_the_same_age_as_a_negative() -> None:
     a = Attribution(LABELLED)
     a.on_click(click(1, T0 + 5), scored(1))
     a.on_conversion(conversion(1, T0 + 100), 10.0)
+    assert a.drain_labels() == []  # revenue now, the label when its window has passed
+    got = sums(a.drain_deltas())
+    assert got[("c1", T0, "click")].expected_revenue == 2.0
+    assert got[("c1", T0, "click")].open_expected_revenue == 2.0
+    assert got[("c1", T0, "click")].p_conversion_sum == 0.1
+    assert got[("c1", T0, "conversion")].revenue == 10.0
+    assert got[("c1", T0, "conversion")].open_expected_revenue == -2.0  # no longer open
+    advance(a, T0 + 5 + 600 + 21)
     [label] = a.drain_labels()
     assert (label.click_id, label.scored, label.converted, label.revenue) == (
         "k1",
@@ -172,11 +180,7 @@ def test_a_converted_click_is_a_positive_label_with_its_click_time_features() ->
         True,
         10.0,
     )
-    got = sums(a.drain_deltas())
-    assert got[("c1", T0, "click")].expected_revenue == 2.0
-    assert got[("c1", T0, "click")].open_expected_revenue == 2.0
-    assert got[("c1", T0, "click")].p_conversion_sum == 0.1
-    assert got[("c1", T0, "conversion")].open_expected_revenue == -2.0
+    assert all(t.open_expected_revenue == 0 for t in sums(a.drain_deltas()).values())
 
 
 def test_an_unconverted_click_is_negative_once_window_and_lateness_pass() -> None:
@@ -204,29 +208,27 @@ def rebuild(a: Attribution, log: dict[str, object], reverse: bool = False) -> At
     return again
 
 
-def test_open_clicks_survive_a_restore_and_labelled_ones_stay_closed() -> None:
+def test_open_and_converted_clicks_survive_restores_and_each_is_labelled_once() -> None:
     for reverse in (False, True):
         log: dict[str, object] = {}
         a = Attribution(LABELLED)
         for n in (1, 2, 3):
             a.on_click(click(n, T0 + n), scored(n))
-        a.on_conversion(conversion(1, T0 + 50), 10.0)  # k1 positive
-        a.drain_labels()
+        a.on_conversion(conversion(1, T0 + 50), 10.0)  # k1 converts before a restore
         a = rebuild(a, log, reverse)
-        assert set(a.open) == {"k2", "k3"}
-        a.on_conversion(conversion(2, T0 + 60), 10.0)  # k2 positive after the restore
-        advance(a, T0 + 700)  # k3 negative
-        labels = sorted(
-            (lb.click_id, lb.converted, lb.scored.p_conversion) for lb in a.drain_labels()
-        )
-        assert labels == [
-            ("k2", True, scored(2).p_conversion),
-            ("k3", False, scored(3).p_conversion),
-        ]
+        assert {k: o.revenue for k, o in a.open.items()} == {"k1": 10.0, "k2": None, "k3": None}
+        a.on_conversion(conversion(2, T0 + 60), 7.0)  # k2 converts after it
+        advance(a, T0 + 2 + 600 + 20.5)  # past k1's and k2's label windows, not k3's
+        labels = [(lb.click_id, lb.converted, lb.revenue) for lb in a.drain_labels()]
+        a = rebuild(a, log, reverse)
+        assert set(a.open) == {"k3"}
+        advance(a, T0 + 700)
+        labels += [(lb.click_id, lb.converted, lb.revenue) for lb in a.drain_labels()]
         a = rebuild(a, log, reverse)
         assert a.open == {}
         advance(a, T0 + 9000)
         assert a.drain_labels() == []
+        assert labels == [("k1", True, 10.0), ("k2", True, 7.0), ("k3", False, None)]
 
 
 def test_a_shorter_label_window_labels_sooner_and_a_later_conversion_still_counts() -> None:
