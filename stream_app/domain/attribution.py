@@ -85,7 +85,7 @@ class Attribution:
     def __init__(self, config: AttributionConfig, model: ConversionModel | None = None) -> None:
         self.config = config
         self.model = model
-        self._saved_model_samples = -1
+        self._model_changed = False  # learnt since the last snapshot
         self._scored_clicks: list[tuple[Click, Scored]] = []
         # One watermark per input: each side waits for the *other* stream's event time, so
         # a backlog read faster on one topic never gives up on the other too early.
@@ -159,6 +159,9 @@ class Attribution:
         if opened is not None and opened.revenue is None:
             totals.open_expected_revenue -= opened.scored.expected_value
             opened.revenue = revenue
+            if self.model is not None:
+                self.model.learn_value(opened.scored.features, revenue)
+                self._model_changed = True
             self._converted_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), (click_id, revenue))
         return Outcome.ATTRIBUTED
 
@@ -245,9 +248,10 @@ class Attribution:
         labels = self.drain_labels()
         if self.model is None or not labels:
             return None
-        for label in labels:
+        for label in labels:  # its order value was learnt at the conversion
             s = label.scored
-            self.model.learn(s.features, s.p_conversion, label.converted, label.revenue)
+            self.model.learn(s.features, s.p_conversion, label.converted, None)
+        self._model_changed = True
         return self.model.quality()
 
     # -- state --------------------------------------------------------------------------
@@ -322,10 +326,9 @@ class Attribution:
             out.append((f"pending|{click_id}", waiting or None))
         self._pending_dirty = set()
         out.append(("watermarks", [self.click_watermark, self.conversion_watermark]))
-        model = self.model
-        if model is not None and model.samples_seen != self._saved_model_samples:
-            out.append((CONVERSION_MODEL_KEY, model.to_state()))
-            self._saved_model_samples = model.samples_seen
+        if self.model is not None and self._model_changed:
+            out.append((CONVERSION_MODEL_KEY, self.model.to_state()))
+            self._model_changed = False
         return out
 
     def restore(self, key: str, value: Any) -> None:
@@ -363,6 +366,5 @@ class Attribution:
         elif key == CONVERSION_MODEL_KEY:
             if self.model is not None:
                 self.model = restore_model(self.model, value, ConversionModel.from_state)
-                self._saved_model_samples = self.model.samples_seen
         else:
             raise ValueError(f"unknown attribution state key {key!r}")

@@ -157,6 +157,14 @@ class ConversionModel:
         p = self.p_conversion(features)
         return ClickPrediction(p, p * self._value.predict(campaign_of(features)))
 
+    def learn_value(self, features: Features, revenue: float) -> None:
+        """An order value, as soon as its conversion is known.
+
+        Order values carry no click-time bias, so the value model need not wait for the
+        click's label; :meth:`learn` then gets ``revenue=None`` for that click.
+        """
+        self._value.learn(campaign_of(features), revenue)
+
     def learn(
         self, features: Features, predicted: float, converted: bool, revenue: float | None
     ) -> None:

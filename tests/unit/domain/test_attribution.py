@@ -9,6 +9,7 @@ from stream_app.domain.events import Click, Conversion
 from stream_app.domain.outcomes import Outcome
 from stream_app.domain.records import CampaignDelta
 from stream_app.domain.roi import Totals
+from stream_app.learning import ConversionModel
 
 from .compacted import restore_through
 
@@ -242,3 +243,19 @@ def test_a_shorter_label_window_labels_sooner_and_a_later_conversion_still_count
     conversions = sums(a.drain_deltas())[("c1", T0, "conversion")]
     assert (conversions.conversions, conversions.revenue) == (1, 10.0)
     assert conversions.open_expected_revenue == -scored(4).expected_value  # closed once
+
+
+def test_the_order_value_is_learnt_at_the_conversion_and_p_at_the_label() -> None:
+    a = Attribution(LABELLED, ConversionModel())
+    first = click(5, T0)
+    a.on_click(first)
+    [(_, seen)] = a.drain_scored_clicks()
+    assert seen.expected_value == 0.0  # no order value known yet
+    a.on_conversion(conversion(5, T0 + 30), 40.0)
+    assert a.model is not None
+    assert a.model.samples_seen == 0
+    assert a.model.predict(seen.features).expected_value > 0
+    assert "model|conversion" in dict(a.changes())  # snapshotted with the offsets
+    advance(a, T0 + 600 + 21)
+    assert a.learn() is not None
+    assert a.model.samples_seen == 1
