@@ -193,7 +193,8 @@ class Demo:
         footer = Text(
             "cmp-001's conversion rate collapses 2 minutes in. nowcast: last window's ROI once "
             "its open clicks convert as expected; forecast: the last closed window's final ROI "
-            "as predicted. Ctrl-C stops everything.",
+            "as predicted. The models start cold: their first labels come 7 minutes in, and "
+            "they settle over the first half hour. Ctrl-C stops everything.",
             style="dim",
         )
         return Group(header, roi_table(self.latest, self.settings.reporting_currency), footer)
