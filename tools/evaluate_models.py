@@ -36,8 +36,8 @@ from rich.table import Table
 from river import facto, linear_model, naive_bayes, optim, preprocessing, stats, tree
 from sklearn.linear_model import LinearRegression
 
-from stream_app.domain.money import CurrencyTable
-from stream_app.generator import ClickTruth, Scenario, TrafficGenerator
+from stream_app.generator import Scenario
+from stream_app.generator.labelled import labelled_traffic
 from stream_app.learning import (
     ClickPrediction,
     ConversionConfig,
@@ -56,11 +56,9 @@ from stream_app.learning.replay import (
     Traffic,
     WindowCase,
     build_windows,
-    collect,
     event_order,
     replay,
 )
-from stream_app.settings import DEFAULT_RATES
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = 86400.0
@@ -84,10 +82,7 @@ def make_traffic(args: argparse.Namespace) -> tuple[Scenario, Traffic]:
         duplicate_share=0.0,
         late_share=0.0,
     )
-    truths: list[ClickTruth] = []
-    generator = TrafficGenerator(scenario, on_click=truths.append)
-    table = CurrencyTable(DEFAULT_RATES, "USD")
-    return scenario, collect(generator, truths, args.label_window, table.to_reporting)
+    return scenario, labelled_traffic(scenario, args.label_window)
 
 
 # -- metrics --------------------------------------------------------------------------------

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from stream_app.domain.money import CurrencyTable
-from stream_app.generator import ClickTruth, Scenario, TrafficGenerator
-from stream_app.learning.replay import Traffic, collect
-from stream_app.settings import DEFAULT_RATES
+from stream_app.generator import Scenario
+from stream_app.generator.labelled import labelled_traffic
+from stream_app.learning.replay import Traffic
 
 LABEL_WINDOW = 1800.0
 COLLAPSE_CAMPAIGN = "cmp-002"
@@ -33,7 +32,4 @@ def small_traffic(
         duplicate_share=0.0,
         late_share=0.0,
     )
-    truths: list[ClickTruth] = []
-    generator = TrafficGenerator(scenario, on_click=truths.append)
-    table = CurrencyTable(DEFAULT_RATES, "USD")
-    return collect(generator, truths, LABEL_WINDOW, table.to_reporting)
+    return labelled_traffic(scenario, LABEL_WINDOW)
