@@ -334,12 +334,18 @@ def rolling_auc_series(
 # -- forecaster -----------------------------------------------------------------------------
 FORECASTERS: dict[str, ForecastConfig | None] = {
     "nowcast only (no learning)": None,
-    "River linreg on ROI, SGD 0.02": ForecastConfig(target="roi"),
-    "River linreg on ROI - nowcast, Huber, SGD 0.02": ForecastConfig(loss="huber"),
-    "River linreg on ROI - nowcast, SGD 0.005": ForecastConfig(learning_rate=0.005),
-    "River linreg on ROI - nowcast, SGD 0.02 (chosen)": ForecastConfig(),
+    "River linreg on ROI, squared loss": ForecastConfig(target="roi", loss="squared"),
+    "River linreg on ROI - nowcast, squared loss (first choice)": ForecastConfig(
+        target="residual", loss="squared"
+    ),
+    "River linreg on ROI - nowcast, squared loss, SGD 0.005": ForecastConfig(
+        target="residual", loss="squared", learning_rate=0.005
+    ),
+    "River linreg on ROI - nowcast, Huber loss": ForecastConfig(target="residual", loss="huber"),
+    "River linreg on ROI - nowcast, absolute loss": ForecastConfig(target="residual"),
+    "River linreg on ROI, absolute loss (chosen)": ForecastConfig(),
 }
-CHOSEN_FORECASTER = "River linreg on ROI - nowcast, SGD 0.02 (chosen)"
+CHOSEN_FORECASTER = "River linreg on ROI, absolute loss (chosen)"
 
 
 def online_forecasts(cases: Sequence[WindowCase], config: ForecastConfig | None) -> list[float]:
