@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -13,12 +14,17 @@ log = logging.getLogger(__name__)
 
 
 async def read_changelog(
-    bootstrap_servers: str, partitions: Iterable[TopicPartition]
+    bootstrap_servers: str, partitions: Iterable[TopicPartition], wait_seconds: float = 60.0
 ) -> dict[TopicPartition, dict[str, object]]:
     """The surviving value of every key of each changelog partition, up to its end.
 
-    Reads ``read_committed`` up to the last stable offset, so state written by a
-    transaction that never committed (a crashed worker) is not restored.
+    Reads ``read_committed`` up to the high watermark: state written by a transaction that
+    never committed (a crashed worker) is skipped, and a transaction whose commit markers
+    are not written yet is waited for. (Stopping at the last stable offset instead would,
+    right after the previous owner's final commit, restore state without that commit while
+    its input offsets are already committed: seen in a test, as a model restored cold.) A
+    crashed owner's open transaction blocks until the broker aborts it, so ``wait_seconds``
+    should exceed the transaction timeout.
     """
     tps = list(partitions)
     state: dict[TopicPartition, dict[str, object]] = {tp: {} for tp in tps}
@@ -36,9 +42,12 @@ async def read_changelog(
     try:
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
-        end = await reader.end_offsets(tps)
+        end = await _high_watermarks(bootstrap_servers, tps)
         remaining = {tp for tp in tps if end[tp] > 0}
+        deadline = asyncio.get_running_loop().time() + wait_seconds
         while remaining:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"changelog not readable to its end: {sorted(remaining)}")
             batch = await reader.getmany(*remaining, timeout_ms=500, max_records=10_000)
             for tp, records in batch.items():
                 values = state[tp]
@@ -56,3 +65,21 @@ async def read_changelog(
     for tp, values in state.items():
         log.info("restored %s[%d]: %d keys", tp.topic, tp.partition, len(values))
     return state
+
+
+async def _high_watermarks(
+    bootstrap_servers: str, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """End offsets including records of transactions not yet resolved."""
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_uncommitted",
+    )
+    await probe.start()
+    try:
+        ends: dict[TopicPartition, int] = await probe.end_offsets(tps)
+        return ends
+    finally:
+        await probe.stop()

@@ -297,7 +297,8 @@ class Worker:
                 for name, partition in missing
                 if self._stage_by_name(name).stateful
             }
-            restored = await read_changelog(self._bootstrap, changelogs)
+            wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
+            restored = await read_changelog(self._bootstrap, changelogs, wait)
             for tp, values in restored.items():
                 stage_name, partition = changelogs[tp]
                 state = self._stage_by_name(stage_name).new_state(partition)
