@@ -23,6 +23,24 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def roi_nowcast(revenue: float, open_expected_revenue: float, spend: float) -> float | None:
+    """(revenue so far + expected revenue still to come − spend) / spend.
+
+    ``None`` when spend is zero or any input is not finite (never inf or NaN).
+
+    >>> roi_nowcast(revenue=80.0, open_expected_revenue=40.0, spend=100.0)
+    0.2
+    >>> roi_nowcast(10.0, 0.0, 0.0) is None, roi_nowcast(10.0, math.nan, 5.0) is None
+    (True, True)
+    """
+    if not (math.isfinite(revenue) and math.isfinite(open_expected_revenue)):
+        return None
+    if not (math.isfinite(spend) and spend > 0):
+        return None
+    value = (revenue + open_expected_revenue - spend) / spend
+    return value if math.isfinite(value) else None
+
+
 @dataclass(slots=True)
 class Totals:
     """Sums for one campaign over a window or over all time (money in reporting currency).
@@ -101,7 +119,7 @@ class Totals:
         >>> Totals(spend=100.0, revenue=50.0, open_expected_revenue=70.0).roi_nowcast()
         0.2
         """
-        return ratio(self.revenue + self.open_expected_revenue - self.spend, self.spend)
+        return roi_nowcast(self.revenue, self.open_expected_revenue, self.spend)
 
     def to_list(self) -> list[int | float]:
         """Compact positional form for state changelogs and deltas (field order)."""

@@ -6,9 +6,10 @@ and serialise to a JSON-storable string (``to_state`` / ``from_state``) for a co
 changelog record. Choices and measurements: docs/online-models.md.
 """
 
+from ..domain.roi import roi_nowcast
 from .conversion import ClickPrediction, ConversionConfig, ConversionModel, ValueModel
 from .features import Features, click_features
-from .forecast import ForecastConfig, ForecastInputs, RoiForecaster, roi_nowcast
+from .forecast import ForecastConfig, ForecastInputs, RoiForecaster
 from .progressive import ModelQuality
 
 __all__ = [

@@ -16,28 +16,11 @@ from typing import Literal
 
 from river import compose, linear_model, optim, preprocessing
 
+from ..domain.roi import roi_nowcast
 from .features import Features
 from .progressive import MeanTracker, ModelQuality, config_version, decode_state, encode_state
 
 ROLLING_WINDOWS = 500
-
-
-def roi_nowcast(revenue: float, open_expected_revenue: float, spend: float) -> float | None:
-    """(revenue so far + expected revenue still to come − spend) / spend.
-
-    ``None`` when spend is zero or any input is not finite (never inf or NaN).
-
-    >>> roi_nowcast(revenue=80.0, open_expected_revenue=40.0, spend=100.0)
-    0.2
-    >>> roi_nowcast(10.0, 0.0, 0.0) is None, roi_nowcast(10.0, math.nan, 5.0) is None
-    (True, True)
-    """
-    if not (math.isfinite(revenue) and math.isfinite(open_expected_revenue)):
-        return None
-    if not (math.isfinite(spend) and spend > 0):
-        return None
-    value = (revenue + open_expected_revenue - spend) / spend
-    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True, slots=True)
