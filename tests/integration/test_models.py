@@ -8,9 +8,6 @@ labelled exactly once afterwards, so that in the end every click taught the mode
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
@@ -24,11 +21,12 @@ from stream_app.generator import GroundTruth, Scenario, generate_to_kafka
 from stream_app.learning import click_features
 from stream_app.observability import Metrics
 from stream_app.outputs import decode_all, read_all
-from stream_app.runner import build_worker, build_workers, run_workers
+from stream_app.runner import build_worker
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
 
 from .probes import advance_conversion_time
+from .running import run_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -77,25 +75,6 @@ def forecasters(worker: Worker) -> dict[int, int]:
     return out
 
 
-async def run_while(
-    settings: Settings, until: Callable[[Worker], bool], metrics: Metrics | None = None
-) -> Worker:
-    """Run one process's workers until ``until(roi_worker)``; stop them cleanly."""
-    workers = build_workers(settings, metrics)
-    task = asyncio.create_task(run_workers(workers))
-    try:
-        async with asyncio.timeout(120):
-            while not (workers[0].ready.is_set() and until(workers[0])):
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.2)
-    finally:
-        for worker in workers:
-            worker.stop()
-        await task
-    return workers[0]
-
-
 def clicks(*truths: GroundTruth) -> int:
     return sum(c.clicks for truth in truths for c in truth.campaigns.values())
 
@@ -121,7 +100,7 @@ async def test_models_continue_after_a_restart_and_every_click_teaches_once(
         learned = sum(seen for seen, _, _ in state.values())
         return total_clicks >= n_first and learned > 0
 
-    before = await run_while(settings, scored_all_first)
+    before = await run_until(settings, scored_all_first)
     saved, saved_forecasts = models(before), forecasters(before)
     assert sum(open_ for _, _, open_ in saved.values()) > 0  # clicks still awaiting labels
     assert sum(saved_forecasts.values()) > 0
@@ -140,7 +119,7 @@ async def test_models_continue_after_a_restart_and_every_click_teaches_once(
     await advance_conversion_time(settings, T0 + 240.0 + 10 * WINDOW)
     total = clicks(first, second)
     registry = CollectorRegistry()
-    last = await run_while(
+    last = await run_until(
         settings,
         lambda w: sum(seen for seen, _, _ in models(w).values()) >= total,
         Metrics(registry, max_campaigns=10),

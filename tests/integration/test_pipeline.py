@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import Callable
 
 import orjson
 import pytest
@@ -15,9 +13,10 @@ from stream_app.domain.records import DeadLetter, ScoredReview, UnattributedConv
 from stream_app.generator import Scenario, generate_to_kafka
 from stream_app.observability import Metrics
 from stream_app.outputs import decode_all, latest_by_campaign, read_all
-from stream_app.runner import build_workers, run_workers
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
+
+from .running import run_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -77,27 +76,6 @@ async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> 
         await producer.stop()
 
 
-async def run_until(
-    settings: Settings,
-    done: Callable[[], object],
-    metrics: Metrics | None = None,
-    limit: float = 60,
-) -> None:
-    """Run a worker process's workers in this event loop until ``done()`` (awaitable) is true."""
-    workers = build_workers(settings, metrics)
-    task = asyncio.create_task(run_workers(workers))
-    try:
-        async with asyncio.timeout(limit):
-            while not await done():  # type: ignore[misc]
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.3)
-    finally:
-        for worker in workers:
-            worker.stop()
-        await task
-
-
 async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> None:  # type: ignore[no-untyped-def]
     settings: Settings = make_settings()
     t = settings.topics
@@ -136,7 +114,7 @@ async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> Non
         )
 
     registry = CollectorRegistry()
-    await run_until(settings, done, Metrics(registry, max_campaigns=10))
+    await run_until(settings, lambda _: done(), Metrics(registry, max_campaigns=10), limit=60)
     latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
     a = latest["cmp-a"].cumulative
     assert (a.clicks, a.conversions, a.spend) == (2, 2, 40.0)
@@ -225,7 +203,7 @@ async def test_reviews_are_scored_counted_or_dead_lettered(make_settings) -> Non
         return bool(r and r.cumulative.reviews == 6)
 
     registry = CollectorRegistry()
-    await run_until(settings, done, Metrics(registry, max_campaigns=10))
+    await run_until(settings, lambda _: done(), Metrics(registry, max_campaigns=10), limit=60)
     scored = {
         s.event_id: s
         for s in decode_all(
@@ -286,7 +264,7 @@ async def test_campaign_sentiment_follows_the_generators_review_tone(make_settin
         latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
         return {c: r.cumulative.reviews for c, r in latest.items()} == expected
 
-    await run_until(settings, done, limit=120)
+    await run_until(settings, lambda _: done())
     latest = await latest_by_campaign(settings.bootstrap_servers, t.campaign_roi_latest)
     tone = {p.campaign_id: p.review_tone for p in scenario.profiles()}
     sentiment = {c: r.cumulative.sentiment_mean for c, r in latest.items()}
