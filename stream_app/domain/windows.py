@@ -96,7 +96,7 @@ class Aggregation:
         self.config = config
         self.forecaster = forecaster
         self.conversion_model_version = conversion_model_version
-        self._saved_forecaster_samples = -1
+        self._forecaster_changed = False  # learnt since the last snapshot
         self._to_close: list[float] = []  # min-heap of window starts not yet closed
         self.watermark = 0.0
         self.seen = Deduplicator("seen", config.dedup_horizon_seconds)
@@ -235,6 +235,7 @@ class Aggregation:
             self._unsaved_campaigns.add(campaign_id)
         if self.forecaster is not None and window.inputs is not None:
             self.forecaster.learn(window.inputs, window.forecast, realised)
+            self._forecaster_changed = True
 
     # -- outputs ------------------------------------------------------------------------
     def _window_record(self, campaign_id: str, start: float, now: float) -> WindowRoi:
@@ -322,10 +323,9 @@ class Aggregation:
                 )
             )
         self._unsaved_campaigns = set()
-        forecaster = self.forecaster
-        if forecaster is not None and forecaster.samples_seen != self._saved_forecaster_samples:
-            out.append((FORECAST_MODEL_KEY, forecaster.to_state()))
-            self._saved_forecaster_samples = forecaster.samples_seen
+        if self.forecaster is not None and self._forecaster_changed:
+            out.append((FORECAST_MODEL_KEY, self.forecaster.to_state()))
+            self._forecaster_changed = False
         out.extend(self.seen.expire(self.watermark))
         out.extend(self.seen.changes())
         out.append(("watermark", self.watermark))
@@ -365,6 +365,5 @@ class Aggregation:
         elif key == FORECAST_MODEL_KEY:
             if self.forecaster is not None:
                 self.forecaster = restore_model(self.forecaster, value, RoiForecaster.from_state)
-                self._saved_forecaster_samples = self.forecaster.samples_seen
         else:
             raise ValueError(f"unknown aggregation state key {key!r}")
