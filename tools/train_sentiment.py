@@ -270,6 +270,39 @@ def init_from_onnx(model: Any, path: Path) -> dict[str, float]:
     return check
 
 
+def load_weights(path: Path) -> dict[str, Any]:
+    """State dict of a ``train``/``soup`` checkpoint (``.pt``) or a shipped int8 graph (``.onnx``).
+
+    The ``.onnx`` path lets a run continue from a released model whose fp32 checkpoint
+    was not kept (see :func:`init_from_onnx`).
+    """
+    import torch
+
+    if path.suffix == ".onnx":
+        model = build_model("mean")
+        check = init_from_onnx(model, path)
+        log(f"dequantised {path}: {check}")
+        return dict(model.state_dict())
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return dict(blob["state_dict"])
+
+
+def average_weights(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Uniform average of fine-tuned weights from one lineage (a "model soup").
+
+    Checkpoints that share a starting point sit in one loss basin, so their mean is
+    a flatter, better-generalising point than any of them (Wortsman et al., 2022);
+    it costs nothing at run time, unlike an ensemble.
+    """
+    out: dict[str, Any] = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = sum(s[key].float() for s in states) / len(states)
+        else:
+            out[key] = first.clone()
+    return out
+
+
 def _torch_accuracy(model: Any, tokenizer: Any, exs: list[sd.Example], max_length: int) -> float:
     import torch
 
@@ -332,9 +365,9 @@ def cmd_train(args: argparse.Namespace) -> Path:
     splits = sd.load_splits(Path(args.cache))
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir())
     model = build_model(args.pooling)
-    if args.init_onnx:
-        check = init_from_onnx(model, Path(args.init_onnx))
-        log(f"initialised from {args.init_onnx} (dequantised int8): {check}")
+    if args.init:
+        model.load_state_dict(load_weights(Path(args.init)))
+        log(f"initialised from {args.init}")
     if args.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     model.train()
@@ -374,7 +407,9 @@ def cmd_train(args: argparse.Namespace) -> Path:
             },
         ]
     )
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    averaged: Any = None  # running mean of the weights from --average-from on
+    n_averaged = 0
     budget = args.minutes * 60.0
     ckpt = WORK_DIR / "checkpoint.pt"
     meta: dict[str, Any] = {"pooling": args.pooling, "args": vars(args), "version": VERSION}
@@ -418,6 +453,16 @@ def cmd_train(args: argparse.Namespace) -> Path:
         opt.zero_grad(set_to_none=True)
         spent[name] += time.time() - tb
         step += 1
+        if progress >= args.average_from and step % args.log_every == 0:
+            if averaged is None:
+                averaged = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                for k, v in model.state_dict().items():
+                    if v.is_floating_point():
+                        averaged[k].mul_(n_averaged / (n_averaged + 1)).add_(
+                            v, alpha=1 / (n_averaged + 1)
+                        )
+            n_averaged += 1
         s = stats[name]
         s[0] += loss.item() * len(idx)
         s[1] += int((logits.argmax(-1) == labels).sum())
@@ -446,8 +491,16 @@ def cmd_train(args: argparse.Namespace) -> Path:
             log(f"checkpoint step {step}: val acc {accs}")
             last_ckpt = time.time()
     meta.update(
-        step=step, progress=1.0, elapsed_s=time.time() - t0, epochs=dict(epochs), finished=True
+        step=step,
+        progress=1.0,
+        elapsed_s=time.time() - t0,
+        epochs=dict(epochs),
+        finished=True,
+        averaged_snapshots=n_averaged,
     )
+    if averaged is not None:
+        log(f"final weights: mean of {n_averaged} snapshots from progress {args.average_from}")
+        model.load_state_dict(averaged)
     final = WORK_DIR / "final.pt"
     _save_ckpt(model, final, meta)
     shutil.copy(final, ckpt)
@@ -457,6 +510,19 @@ def cmd_train(args: argparse.Namespace) -> Path:
     }
     log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min, val acc {accs}")
     return final
+
+
+def cmd_soup(args: argparse.Namespace) -> Path:
+    """Average ``--soup-of`` checkpoints into ``soup.pt`` (see :func:`average_weights`)."""
+    if len(args.soup_of) < 2:
+        raise SystemExit("soup needs --soup-of with at least two checkpoints")
+    states = [load_weights(Path(p)) for p in args.soup_of]
+    out = WORK_DIR / "soup.pt"
+    model = build_model(args.pooling)
+    model.load_state_dict(average_weights(states))
+    _save_ckpt(model, out, {"pooling": args.pooling, "args": vars(args), "version": VERSION})
+    log(f"wrote {out}: mean of {len(states)} checkpoints")
+    return out
 
 
 # --------------------------------------------------------------------------- export command
@@ -565,7 +631,10 @@ def cmd_export(args: argparse.Namespace) -> Path:
             "settings": {
                 k: meta.get("args", {}).get(k)
                 for k in (
-                    "init_onnx",
+                    "init",
+                    "soup_of",
+                    "average_from",
+                    "label_smoothing",
                     "minutes",
                     "lr",
                     "head_lr_mult",
@@ -898,7 +967,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("command", choices=["data", "train", "export", "calibrate", "evaluate", "all"])
+    ap.add_argument(
+        "command", choices=["data", "train", "soup", "export", "calibrate", "evaluate", "all"]
+    )
     ap.add_argument(
         "--cache", default=str(sd.DEFAULT_CACHE), help="wheel/checkpoint cache (outside the repo)"
     )
@@ -934,11 +1005,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="sort pools of this many batches by length before batching (1 = off)",
     )
     ap.add_argument(
-        "--init-onnx",
+        "--init",
         default="",
-        help="continue from the weights of a fused int8 model written by export "
-        "(e.g. the released onnx_models/sentiment/model.int8.onnx) instead of the base encoder",
+        help="continue from a checkpoint (.pt from train or soup) or from the weights of a "
+        "fused int8 model written by export (e.g. the released "
+        "onnx_models/sentiment/model.int8.onnx) instead of the base encoder",
     )
+    ap.add_argument(
+        "--soup-of",
+        nargs="+",
+        default=[],
+        help="soup: checkpoints (.pt) or int8 graphs (.onnx) of one lineage to average",
+    )
+    ap.add_argument(
+        "--average-from",
+        type=float,
+        default=1.0,
+        help="progress from which train keeps a running average of the weights (every "
+        "--log-every steps) and saves it as final.pt; 1.0 = off",
+    )
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     ap.add_argument(
         "--freeze-embeddings",
@@ -969,6 +1055,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd_data(args)
     if args.command in ("train", "all"):
         args.checkpoint = str(cmd_train(args))
+    if args.command == "soup":
+        args.checkpoint = str(cmd_soup(args))
     if args.command in ("export", "all"):
         cmd_export(args)
     if args.command in ("calibrate", "all"):
