@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "onnx_models"
 MODEL_DIR = OUT_DIR / "sentiment"
 WORK_DIR = sd.DEFAULT_CACHE / "work"
-VERSION = "minilm-l6-sentiment-2026.11.22b"
+VERSION = "minilm-l6-sentiment-2026.11.22c"
 TRAIN_SOURCES = ("imdb", "rotten_tomatoes", "tweets")
 HEAD_TOKENS = 64
 
@@ -546,6 +546,40 @@ def _strip_fixed_padding(model_dir: Path) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
+_TRAIN_SETTINGS = (
+    "init",
+    "minutes",
+    "lr",
+    "head_lr_mult",
+    "label_smoothing",
+    "average_from",
+    "imdb_share",
+    "rt_share",
+    "short_length",
+    "long_after",
+    "bucket_batches",
+    "batch_size",
+    "freeze_embeddings",
+    "threads",
+    "seed",
+)
+
+
+def _training_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """What ``sentiment.json`` says about how the exported weights were made.
+
+    A soup records only what it averaged (file names, not local paths); its parents'
+    recipes are in the model card.
+    """
+    args = meta.get("args", {})
+    if args.get("command") == "soup":
+        return {"soup_of": [Path(p).name for p in args.get("soup_of", [])]}
+    return {
+        **{k: meta.get(k) for k in ("step", "elapsed_s", "epochs", "averaged_snapshots")},
+        "settings": {k: args.get(k) for k in _TRAIN_SETTINGS},
+    }
+
+
 def cmd_export(args: argparse.Namespace) -> Path:
     """Checkpoint -> fp32 ONNX -> ORT 'bert' fusion -> int8 dynamic quantisation."""
     import onnx
@@ -626,29 +660,7 @@ def cmd_export(args: argparse.Namespace) -> Path:
         },
         "opset": 17,
         "temperature": 1.0,  # refitted by the calibrate command
-        "training": {
-            **{k: meta.get(k) for k in ("step", "elapsed_s", "epochs")},
-            "settings": {
-                k: meta.get("args", {}).get(k)
-                for k in (
-                    "init",
-                    "soup_of",
-                    "average_from",
-                    "label_smoothing",
-                    "minutes",
-                    "lr",
-                    "head_lr_mult",
-                    "imdb_share",
-                    "rt_share",
-                    "short_length",
-                    "long_after",
-                    "bucket_batches",
-                    "batch_size",
-                    "freeze_embeddings",
-                    "seed",
-                )
-            },
-        },
+        "training": _training_summary(meta),
     }
     (MODEL_DIR / "sentiment.json").write_text(json.dumps(config, indent=2) + "\n")
     log(

@@ -16,8 +16,10 @@ from stream_app.sentiment import SentimentScorer, screen
 from stream_app.settings import SENTIMENT_MODEL_DIR
 
 HELDOUT = SENTIMENT_MODEL_DIR.parent / "heldout_sample.jsonl"
-TOLERANCE = 0.01
-"""Same model, same texts: only thread scheduling can move a borderline text."""
+TOLERANCE = 0.02
+"""6 texts in 300. The card's figures come from ``evaluate`` at batch 32; the scorer runs at
+batch 1, and int8 dynamic quantisation takes activation ranges per batch, which moved each
+source by up to 1 point (``heldout_sample_by_source_scorer`` in ``metrics.json``)."""
 
 
 @pytest.fixture(scope="module")
