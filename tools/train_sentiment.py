@@ -408,8 +408,7 @@ def cmd_train(args: argparse.Namespace) -> Path:
         ]
     )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    averaged: Any = None  # running mean of the weights from --average-from on
-    n_averaged = 0
+    averaged: Any = None  # AveragedModel: running mean of the weights from --average-from on
     budget = args.minutes * 60.0
     ckpt = WORK_DIR / "checkpoint.pt"
     meta: dict[str, Any] = {"pooling": args.pooling, "args": vars(args), "version": VERSION}
@@ -455,14 +454,8 @@ def cmd_train(args: argparse.Namespace) -> Path:
         step += 1
         if progress >= args.average_from and step % args.log_every == 0:
             if averaged is None:
-                averaged = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                for k, v in model.state_dict().items():
-                    if v.is_floating_point():
-                        averaged[k].mul_(n_averaged / (n_averaged + 1)).add_(
-                            v, alpha=1 / (n_averaged + 1)
-                        )
-            n_averaged += 1
+                averaged = torch.optim.swa_utils.AveragedModel(model)
+            averaged.update_parameters(model)
         s = stats[name]
         s[0] += loss.item() * len(idx)
         s[1] += int((logits.argmax(-1) == labels).sum())
@@ -490,6 +483,7 @@ def cmd_train(args: argparse.Namespace) -> Path:
             }
             log(f"checkpoint step {step}: val acc {accs}")
             last_ckpt = time.time()
+    n_averaged = 0 if averaged is None else int(averaged.n_averaged)
     meta.update(
         step=step,
         progress=1.0,
@@ -500,7 +494,7 @@ def cmd_train(args: argparse.Namespace) -> Path:
     )
     if averaged is not None:
         log(f"final weights: mean of {n_averaged} snapshots from progress {args.average_from}")
-        model.load_state_dict(averaged)
+        model.load_state_dict(averaged.module.state_dict())
     final = WORK_DIR / "final.pt"
     _save_ckpt(model, final, meta)
     shutil.copy(final, ckpt)
