@@ -229,3 +229,40 @@ def load_splits(cache: Path = DEFAULT_CACHE) -> dict[str, dict[str, list[Example
 def binary(examples: list[Example]) -> list[Example]:
     """Keep only positive/negative examples (the target metric ignores neutral)."""
     return [e for e in examples if e.label in LABELS]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(A-Z0-9])")
+
+
+def closing_snippets(
+    examples: list[Example], max_words: int = 40, min_words: int = 4
+) -> list[Example]:
+    """The closing sentences of each long review, labelled with the review's label.
+
+    A review's last sentences are usually its verdict, which reads like a critic's
+    one-line snippet; training on them gives the short-text movie domain many more
+    examples than the Rotten Tomatoes train split alone. The label is the whole
+    review's, so some snippets are noisy; use them from *train* splits only.
+
+    >>> text = "Long plot summary here. The acting was dull. Avoid it!"
+    >>> ex = Example("imdb", text, "negative", "k")
+    >>> [s.text for s in closing_snippets([ex], max_words=6)]
+    ['The acting was dull. Avoid it!']
+    """
+    out: list[Example] = []
+    for ex in examples:
+        sentences = _SENTENCE_END.split(ex.text)
+        if len(sentences) < 2:  # already a snippet
+            continue
+        picked: list[str] = []
+        words = 0
+        for sentence in reversed(sentences):
+            n = len(sentence.split())
+            if picked and words + n > max_words:
+                break
+            picked.insert(0, sentence)
+            words += n
+        if min_words <= words <= max_words:
+            text = " ".join(picked)
+            out.append(Example(ex.source, text, ex.label, text_key(text), ex.confidence))
+    return out
