@@ -489,8 +489,20 @@ def cmd_train(args: argparse.Namespace) -> Path:
         labels = (p_pos > 0.5).long()
 
         tb = time.time()
-        logits = model(ids, mask)
-        loss = loss_fn(logits, targets)
+        if args.rdrop > 0:  # R-Drop: two dropout passes in one batch, pulled together by KL
+            both = model(torch.cat([ids, ids]), torch.cat([mask, mask]))
+            logits, twin = both.chunk(2)
+            lp, lq = logits.log_softmax(-1), twin.log_softmax(-1)
+            kl = torch.nn.functional.kl_div
+            consistency = (
+                kl(lp, lq, log_target=True, reduction="batchmean")
+                + kl(lq, lp, log_target=True, reduction="batchmean")
+            ) / 2
+            loss = (loss_fn(logits, targets) + loss_fn(twin, targets)) / 2
+            loss = loss + args.rdrop * consistency
+        else:
+            logits = model(ids, mask)
+            loss = loss_fn(logits, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -1076,6 +1088,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--log-every steps) and saves it as final.pt; 1.0 = off",
     )
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument(
+        "--rdrop",
+        type=float,
+        default=0.0,
+        help="R-Drop weight: each batch runs twice with different dropout and the symmetric "
+        "KL between the two predictions is added to the loss (0 = off; doubles step cost)",
+    )
     ap.add_argument(
         "--snippet-share",
         type=float,
