@@ -143,6 +143,15 @@ class Metrics:
         self.revenue = campaign_gauge(
             "stream_app_campaign_revenue", "Cumulative attributed revenue.", "currency"
         )
+        self.cpa = campaign_gauge(
+            "stream_app_campaign_cpa",
+            "Cumulative cost per attributed conversion (reporting currency).",
+            "currency",
+        )
+        self.clicks = campaign_gauge("stream_app_campaign_clicks", "Clicks, cumulative.")
+        self.conversions = campaign_gauge(
+            "stream_app_campaign_conversions", "Attributed conversions, cumulative."
+        )
         self.roi = campaign_gauge("stream_app_campaign_roi_ratio", "Cumulative ROI.")
         self.roas = campaign_gauge("stream_app_campaign_roas_ratio", "Cumulative ROAS.")
         self.ctr = campaign_gauge("stream_app_campaign_ctr_ratio", "Cumulative CTR.")
@@ -243,6 +252,9 @@ class Metrics:
     def _set_campaign(self, label: str, m: RecordMetrics) -> None:
         self.spend.labels(label, m.currency).set(m.spend)
         self.revenue.labels(label, m.currency).set(m.revenue)
+        self.clicks.labels(label).set(m.clicks)
+        self.conversions.labels(label).set(m.conversions)
+        _set(self.cpa, (label, m.currency), m.cpa)
         _set(self.roi, label, m.roi)
         _set(self.roas, label, m.roas)
         _set(self.ctr, label, m.ctr)
@@ -252,12 +264,14 @@ class Metrics:
         self.reviews.labels(label).set(m.reviews)
 
 
-def _set(gauge: Gauge, label: str, value: float | None) -> None:
+def _set(gauge: Gauge, labels: str | tuple[str, ...], value: float | None) -> None:
+    """Set the series, or remove it when the value is undefined (absent, not NaN)."""
+    values = (labels,) if isinstance(labels, str) else labels
     if value is None:
         with contextlib.suppress(KeyError):  # absent already
-            gauge.remove(label)
+            gauge.remove(*values)
     else:
-        gauge.labels(label).set(value)
+        gauge.labels(*values).set(value)
 
 
 def _sum(metrics: Iterable[RecordMetrics]) -> RecordMetrics:

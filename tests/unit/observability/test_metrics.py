@@ -13,11 +13,12 @@ from stream_app.engine.stage import Outbox
 from stream_app.observability import Metrics
 
 
-def latest(campaign: str, spend: float, revenue: float) -> CampaignLatest:
+def latest(campaign: str, spend: float, revenue: float, conversions: int = 0) -> CampaignLatest:
+    totals = Totals(spend=spend, revenue=revenue, clicks=10, conversions=conversions)
     return CampaignLatest(
         campaign_id=campaign,
         revision=1,
-        cumulative=RecordMetrics.of(Totals(spend=spend, revenue=revenue, clicks=10), "USD"),
+        cumulative=RecordMetrics.of(totals, "USD"),
         last_window=None,
         too_late_events=0,
         updated_at=0.0,
@@ -73,3 +74,17 @@ def test_undefined_ratio_is_absent_not_nan() -> None:
     metrics.observe_commit(out, 0.0, {}, {}, 0.0)
     assert value(registry, "stream_app_campaign_roi_ratio", campaign="a") is None
     assert value(registry, "stream_app_campaign_revenue", campaign="a", currency="USD") == 20
+
+
+def test_cpa_clicks_and_conversions_per_campaign() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=5)
+    out = Outbox()
+    out.latest = [latest("a", 30, 90, conversions=4)]
+    metrics.observe_commit(out, 0.0, {}, {}, 0.0)
+    assert value(registry, "stream_app_campaign_cpa", campaign="a", currency="USD") == 7.5
+    assert value(registry, "stream_app_campaign_clicks", campaign="a") == 10
+    assert value(registry, "stream_app_campaign_conversions", campaign="a") == 4
+    out.latest = [latest("a", 10, 20)]  # no conversions: CPA undefined
+    metrics.observe_commit(out, 0.0, {}, {}, 0.0)
+    assert value(registry, "stream_app_campaign_cpa", campaign="a", currency="USD") is None
