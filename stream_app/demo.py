@@ -22,7 +22,7 @@ from rich.text import Text
 
 from . import kafka_local
 from .domain.records import CampaignLatest, DeadLetter
-from .generator import Scenario, estimate_records, generate_to_kafka
+from .generator import Scenario, generate_to_kafka, live_rate
 from .outputs import follow
 from .settings import Settings
 from .topics import create_topics
@@ -156,9 +156,7 @@ class Demo:
             conversion_grace_seconds=self.settings.conversion_grace_seconds,
             dedup_horizon_seconds=self.settings.dedup_horizon_seconds,
         )
-        # Pace the generator so that event time advances with the wall clock.
-        rate = estimate_records(scenario) / scenario.duration_seconds
-        await generate_to_kafka(scenario, self.settings, rate=rate)
+        await generate_to_kafka(scenario, self.settings, rate=live_rate(scenario))
 
     async def _follow_latest(self) -> None:
         topic = self.settings.topics.campaign_roi_latest

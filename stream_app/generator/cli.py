@@ -21,6 +21,7 @@ from ..settings import Settings
 from .profiles import Scenario
 from .replay import replay_to_kafka
 from .sinks import generate_to_file, generate_to_kafka
+from .traffic import live_rate
 from .truth import GroundTruth
 
 generator_app = typer.Typer(
@@ -90,11 +91,21 @@ def generate_command(
     truth: Annotated[
         Path | None, typer.Option("--truth", help="Write the ground truth JSON here.")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Start now and pace sends so event time follows the wall clock "
+            "(overrides --start-ts and --rate).",
+        ),
+    ] = False,
     bootstrap: BootstrapOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Generate deterministic traffic into the input topics (or a JSONL file)."""
     settings = _settings(bootstrap)
+    if live:
+        start_ts = time.time()
     try:
         scenario = Scenario(
             seed=seed,
@@ -124,6 +135,7 @@ def generate_command(
         result = generate_to_file(scenario, out, currencies=currencies)
         where = str(out)
     else:
+        rate = live_rate(scenario) if live else rate
         result = asyncio.run(generate_to_kafka(scenario, settings, rate=rate, progress=progress))
         where = f"Kafka at {settings.bootstrap_servers}"
     elapsed = time.perf_counter() - started

@@ -538,6 +538,15 @@ def _rating(rng: random.Random, tone: str) -> int:
     return 3 if rng.random() < 0.7 else rng.choice((2, 4))
 
 
+def live_rate(scenario: Scenario) -> float:
+    """Records per wall-clock second that keep event time moving with the wall clock.
+
+    Start the scenario at ``time.time()`` and send at this rate, and its events look live
+    (the demo and ``stream-app generate --live``).
+    """
+    return estimate_records(scenario) / scenario.duration_seconds
+
+
 def estimate_records(scenario: Scenario) -> int:
     """Roughly how many records a scenario emits (for progress bars, not for checks)."""
     s = scenario
