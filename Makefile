@@ -3,14 +3,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps demo test lint unit integration bench kafka-stop
+.PHONY: help setup system-deps demo test lint unit integration bench kafka-stop dashboards
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-system-deps:  ## Java 17 and Maven (for the local Kafka broker), from Debian if missing
-	@command -v java >/dev/null && command -v mvn >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven)
+system-deps:  ## Java 17 + Maven (local Kafka), Prometheus + Alertmanager (rule tests), from Debian if missing
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null \
+	  && command -v amtool >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends openjdk-17-jre-headless maven prometheus prometheus-alertmanager)
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +38,9 @@ integration: setup  ## tests against a real Apache Kafka broker started for the 
 
 test: lint  ## everything CI runs: lint, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+dashboards: setup  ## regenerate grafana/dashboards/*.json from tools/build_dashboards.py
+	$(BIN)/python tools/build_dashboards.py
 
 bench: setup  ## throughput: worker vs plain aiokafka on the local broker
 	$(BIN)/stream-app kafka start
