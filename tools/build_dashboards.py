@@ -391,9 +391,17 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
     }
 
 
-def expressions(dashboard: Dashboard) -> list[str]:
-    """Every PromQL expression of a dashboard, in panel order (the tests query them)."""
-    return [expr for panel in dashboard.panels for expr, _ in panel.targets]
+def expressions(*dashboards: Dashboard) -> list[str]:
+    """Every PromQL expression of the given dashboards (default: all), in panel order.
+
+    The tests check their metric names and run them on a real Prometheus.
+    """
+    return [
+        expr
+        for dashboard in dashboards or DASHBOARDS
+        for panel in dashboard.panels
+        for expr, _ in panel.targets
+    ]
 
 
 def _text(dashboard: Dashboard) -> str:

@@ -108,7 +108,7 @@ async def test_dashboards_and_rules_work_on_a_real_prometheus(  # type: ignore[n
     traffic = asyncio.create_task(generate_to_kafka(scenario, settings, rate=rate))
     metrics = Metrics(CollectorRegistry(), max_campaigns=50)
     server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    queries = {expr: _instantiate(expr) for expr in _dashboard_exprs()}
+    queries = {expr: _instantiate(expr) for expr in build_dashboards.expressions()}
     empty: dict[str, list[Any]] = {}
 
     async def every_panel_has_data() -> bool:
@@ -135,10 +135,6 @@ async def test_dashboards_and_rules_work_on_a_real_prometheus(  # type: ignore[n
     assert [u for u in unhealthy if u[1]] == []
     roi = _query(url, _instantiate("campaign:stream_app_campaign_roi_ratio:15m"))
     assert {s["metric"]["campaign"] for s in roi} == {p.campaign_id for p in scenario.profiles()}
-
-
-def _dashboard_exprs() -> list[str]:
-    return [e for d in build_dashboards.DASHBOARDS for e in build_dashboards.expressions(d)]
 
 
 def _instantiate(expr: str) -> str:

@@ -86,7 +86,7 @@ def test_every_metric_the_files_use_is_exported_or_recorded() -> None:
     exported = exported_names()
     recorded = {r["record"] for g in rule_groups() for r in g["rules"] if "record" in r}
     used: set[str] = set()
-    for text in [*dashboard_exprs(), *rule_exprs()]:
+    for text in [*build_dashboards.expressions(), *rule_exprs()]:
         used |= set(re.findall(r"\b(?:stream_app_\w+|campaign:\w+:\w+)", text))
     assert used, "no metric names found"
     assert used - exported - recorded == set()
@@ -139,10 +139,6 @@ def rule_groups() -> list[dict[str, Any]]:
 
 def rule_exprs() -> list[str]:
     return [r["expr"] for g in rule_groups() for r in g["rules"]]
-
-
-def dashboard_exprs() -> list[str]:
-    return [e for d in build_dashboards.DASHBOARDS for e in build_dashboards.expressions(d)]
 
 
 def exported_names() -> set[str]:
