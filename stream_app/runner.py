@@ -8,11 +8,11 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from .agents import AggregationAgent, AttributionAgent, ReviewAgent
 from .engine import Stage, Worker
-from .observability import Metrics
+from .observability import Metrics, serve_http
 from .settings import Settings
 from .topics import create_topics
 
@@ -42,17 +42,24 @@ def _worker(
 ) -> Worker:
     """One consumer group and transactional id per worker; the ROI path keeps the plain ones."""
     suffix = "" if name == "roi" else f"-{name}"
-    return Worker(
+    transactional_id = f"{settings.app_id}-{settings.worker_id}{suffix}"
+    worker = Worker(
         stages,
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.consumer_group + suffix,
-        transactional_id=f"{settings.app_id}-{settings.worker_id}{suffix}",
+        transactional_id=transactional_id,
         state_topic=settings.state_topic,
         commit_interval_seconds=settings.commit_interval_seconds,
         max_poll_records=max_poll_records,
         transaction_timeout_seconds=settings.transaction_timeout_seconds,
         on_commit=metrics.observer(name) if metrics else None,
+        dead_letter_topic=settings.topics.dead_letter,
+        worker_id=settings.worker_id,
+        inflight_path=settings.state_dir / f"{transactional_id}.inflight",
     )
+    if metrics is not None:
+        metrics.watch(name, worker)
+    return worker
 
 
 def build_workers(settings: Settings, metrics: Metrics | None = None) -> list[Worker]:
@@ -80,10 +87,10 @@ async def run_worker(settings: Settings) -> None:
         log.info("created topics: %s", ", ".join(created))
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.metrics_max_campaigns)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=registry)
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
     workers = build_workers(settings, metrics)
+    if settings.metrics_port:
+        serve_http(settings.metrics_port, "127.0.0.1", registry, lambda: health(workers))
+        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -108,6 +115,12 @@ async def run_worker(settings: Settings) -> None:
         "worker stopped after %s transactions",
         "+".join(str(w.committed_transactions) for w in workers),
     )
+
+
+def health(workers: Sequence[Worker]) -> str | None:
+    """Why the process is not healthy, or None: every worker assigned and restored."""
+    problems = [problem for w in workers if (problem := w.health()) is not None]
+    return "; ".join(problems) or None
 
 
 def _log_tasks() -> None:

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     kafka_controller_port: PositiveInt = 9093
     kafka_data_dir: Path = Path.home() / ".local/share/stream-app/kafka"
     kafka_cache_dir: Path = Path.home() / ".cache/stream-app"
+    state_dir: Path = Field(
+        Path.home() / ".local/share/stream-app/state",
+        description="This worker's local files: the in-flight mark that isolates a record "
+        "which kills the worker (docs/topology.md). Keep it on a volume that outlives restarts.",
+    )
 
     # semantics (docs/semantics.md)
     window_size_seconds: PositiveInt = Field(60, description="Tumbling event-time windows.")

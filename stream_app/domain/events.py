@@ -2,9 +2,13 @@
 
 The JSON Schemas in ``schemas/`` are the published contract; these structs are its fast
 implementation (``tests/unit/domain/test_schema_parity.py`` checks they agree). Event time
-``ts`` is Unix epoch seconds (UTC) everywhere. Money fields are not range-constrained here
-on purpose: negative and non-finite amounts are rejected by :mod:`.validation` with reasons
-of their own instead of a generic schema violation.
+``ts`` is Unix epoch seconds (UTC) everywhere.
+
+Every number is bounded to what state and outputs can hold: a timestamp before 2100, at
+most ``MAX_COUNT`` impressions and ``MAX_MONEY`` per event, so that sums stay finite and
+64-bit for longer than any campaign runs. Money has no lower bound here on purpose:
+negative and non-finite amounts are rejected by :mod:`.validation` with reasons of their
+own instead of a generic schema violation.
 """
 
 from __future__ import annotations
@@ -15,8 +19,16 @@ import msgspec
 
 SCHEMA_VERSION = 1
 
+MAX_TS = 4_102_444_800.0
+"""2100-01-01T00:00:00Z: no event happens later; ``Infinity`` and ``1e400`` are not times."""
+MAX_MONEY = 1e12
+"""Most money one event may carry, in its own currency and in the reporting currency."""
+MAX_COUNT = 1_000_000_000
+"""Most impressions one spend event may report; 9e9 such events still fit in 64 bits."""
+
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Ts = Annotated[float, msgspec.Meta(ge=0)]
+Ts = Annotated[float, msgspec.Meta(ge=0, le=MAX_TS)]
+Money = Annotated[float, msgspec.Meta(le=MAX_MONEY)]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
 Label = Annotated[str, msgspec.Meta(max_length=64)]
 
@@ -43,7 +55,7 @@ class Conversion(msgspec.Struct, frozen=True):
     schema_version: Literal[1]
     event_id: Id
     click_id: Id
-    revenue: float
+    revenue: Money
     currency: Currency
     ts: Ts
 
@@ -55,17 +67,17 @@ class Spend(msgspec.Struct, frozen=True):
     event_id: Id
     campaign_id: Id
     channel: Label
-    amount: float
+    amount: Money
     currency: Currency
-    impressions: Annotated[int, msgspec.Meta(ge=0)]
+    impressions: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
     ts: Ts
 
 
 class Review(msgspec.Struct, frozen=True):
     """A free-text review of a campaign's product, scored for sentiment downstream.
 
-    ``text`` has no length limit: a long review is cut to its head and tail for the model,
-    never rejected (the broker's message size limit bounds it anyway).
+    ``text`` has no length limit of its own: a long review is cut to its head and tail for
+    the model, never rejected (the record size limit, ``MAX_EVENT_BYTES``, bounds it).
     """
 
     schema_version: Literal[1]

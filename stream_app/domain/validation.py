@@ -1,8 +1,11 @@
 """Bytes in, a valid event or a reason out: the edge where bad input becomes a dead letter.
 
-The fast path is one msgspec decode into a typed struct. Only failures take the slow path,
-which re-parses leniently to tell the reasons apart (bad JSON, an unsupported schema
-version, a schema violation, a non-finite or negative amount, an unknown currency).
+The fast path is one msgspec decode into a typed struct; msgspec itself refuses invalid
+UTF-8 and lone surrogate escapes. Only failures take the slow path, which re-parses to tell
+the reasons apart (bad JSON, an unsupported schema version, a schema violation, a
+non-finite or negative amount, an unknown currency). The slow path is as strict as the fast
+one about text (UTF-8 only, no surrogates), so it never accepts what the fast path refused
+for being unreadable. Size and nesting depth are bounded before either parser runs.
 Reasons are a closed set so they can label metrics.
 """
 
@@ -15,14 +18,20 @@ from typing import NamedTuple
 
 import msgspec
 
-from .events import EVENT_TYPES, SCHEMA_VERSION, Conversion, Event, EventKind, Spend
+from .events import EVENT_TYPES, MAX_MONEY, SCHEMA_VERSION, Conversion, Event, EventKind, Spend
 from .money import CurrencyTable
+
+MAX_EVENT_BYTES = 1_048_576
+"""Largest input record decoded (Kafka's default ``message.max.bytes`` is about this)."""
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays in an input record (events are 1 or 2 deep)."""
 
 
 class Reason(StrEnum):
     """Why an input record went to the dead-letter topic."""
 
     BAD_JSON = "bad_json"
+    TOO_LARGE = "too_large"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
     NON_FINITE_AMOUNT = "non_finite_amount"
@@ -30,6 +39,8 @@ class Reason(StrEnum):
     UNKNOWN_CURRENCY = "unknown_currency"
     UNSCORABLE_TEXT = "unscorable_text"
     PROCESSING_ERROR = "processing_error"
+    POISON_PILL = "poison_pill"
+    """The worker died processing it before (``stream_app.engine.poison``)."""
 
 
 class Rejection(NamedTuple):
@@ -60,6 +71,8 @@ class EventDecoder:
     <Reason.SCHEMA_VIOLATION: 'schema_violation'>
     >>> decode(b"{not json").reason
     <Reason.BAD_JSON: 'bad_json'>
+    >>> decode(b'{"campaign_id": "\\\\ud800"}').detail
+    'lone surrogate in a string: not Unicode text'
     """
 
     def __init__(self, kind: EventKind, currencies: CurrencyTable) -> None:
@@ -70,9 +83,13 @@ class EventDecoder:
         self._has_money = kind in ("spend", "conversion")
 
     def __call__(self, data: bytes) -> Validated | Rejection:
+        if len(data) > MAX_EVENT_BYTES:
+            return Rejection(Reason.TOO_LARGE, f"{len(data)} bytes > {MAX_EVENT_BYTES}")
+        if data.count(b"{") + data.count(b"[") > MAX_DEPTH and nesting_depth(data) > MAX_DEPTH:
+            return Rejection(Reason.BAD_JSON, f"nested deeper than {MAX_DEPTH} levels")
         try:
             event = self._decoder.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return self._explain(data)
         if self._has_money:
             return self._check_money(event)
@@ -91,24 +108,91 @@ class EventDecoder:
             return Rejection(Reason.NEGATIVE_AMOUNT, f"{self.kind} amount is negative")
         if currency not in self._currencies:
             return Rejection(Reason.UNKNOWN_CURRENCY, f"no rate for currency {currency}")
-        return Validated(event, self._currencies.to_reporting(amount, currency))
+        money = self._currencies.to_reporting(amount, currency)
+        if not money <= MAX_MONEY:
+            return Rejection(
+                Reason.SCHEMA_VIOLATION, f"{self.kind} amount exceeds {MAX_MONEY:g} when converted"
+            )
+        return Validated(event, money)
 
     def _explain(self, data: bytes) -> Validated | Rejection:
         """Slow path: find out why the strict decode failed."""
         try:
+            # Strict UTF-8: bytes.decode refuses encoded surrogates (ED A0 80) and UTF-16,
+            # which json.loads(bytes) would sniff and accept.
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejection(Reason.BAD_JSON, f"not UTF-8 at byte {exc.start}")
+        try:
             # The stdlib parser accepts NaN/Infinity and huge exponents (as inf), so that
             # non-finite money gets its own reason rather than "bad JSON".
-            obj = json.loads(data)
+            obj = json.loads(text)
         except (ValueError, RecursionError) as exc:
             return Rejection(Reason.BAD_JSON, type(exc).__name__)
+        if has_lone_surrogate(obj):
+            return Rejection(Reason.BAD_JSON, "lone surrogate in a string: not Unicode text")
         if isinstance(obj, dict):
             version = obj.get("schema_version")
             if version != SCHEMA_VERSION and isinstance(version, int):
                 return Rejection(
                     Reason.UNSUPPORTED_SCHEMA_VERSION, f"schema_version {version} is not supported"
                 )
+            amount = obj.get(_MONEY_FIELD.get(self.kind, ""))
+            if isinstance(amount, float) and not math.isfinite(amount):
+                return Rejection(Reason.NON_FINITE_AMOUNT, f"{self.kind} amount is not finite")
         try:
             event = msgspec.convert(obj, self._type)
         except msgspec.ValidationError as exc:
             return Rejection(Reason.SCHEMA_VIOLATION, str(exc))
         return self._check_money(event)
+
+
+_MONEY_FIELD: dict[str, str] = {"spend": "amount", "conversion": "revenue"}
+
+
+def has_lone_surrogate(obj: object) -> bool:
+    """Whether any string (key or value) in a parsed JSON value holds a lone surrogate.
+
+    >>> has_lone_surrogate({"a": ["ok", "\\udc80"]}), has_lone_surrogate({"😀": 1})
+    (True, False)
+    """
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(obj, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(has_lone_surrogate(v) for v in obj)
+    return False
+
+
+def nesting_depth(data: bytes) -> int:
+    """Deepest nesting of ``{`` and ``[`` outside strings, without parsing.
+
+    Only run when the bytes hold more brackets than ``MAX_DEPTH`` (a review's text may):
+    a parser's recursion must never be what bounds the depth.
+
+    >>> nesting_depth(b'{"a": [[1], {"b": "[[[["}]}')
+    3
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):  # { [
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x7D, 0x5D):  # } ]
+            depth -= 1
+    return deepest

@@ -14,7 +14,12 @@ CPU is not idle while the broker commits. At most one transaction is in flight.
 A crash anywhere before 5 aborts the lot: the restarted worker restores state from the
 changelog and re-reads the inputs from the committed offsets, so nothing is lost or counted
 twice. The transactional id is stable per ``worker_id``, so a restarted worker fences its
-predecessor's open transaction at start-up.
+predecessor's open transaction at start-up. A record that kills the worker every time it is
+processed is dead-lettered by the restarted worker (:mod:`.poison`), never a crash loop.
+
+A partition whose state cannot be restored is paused, never silently skipped: the worker
+reports it in :meth:`Worker.health` (``/healthz``) and in ``unrestored`` (a metric and an
+alert), logs why, and tries again at the next rebalance.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,6 +38,10 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from ..domain.outcomes import Outcome
+from ..domain.validation import Reason
+from .deadletter import dead_letter
+from .poison import PoisonGuard
 from .restore import read_changelog
 from .stage import Outbox, PartitionState, Stage
 
@@ -58,6 +68,9 @@ class Worker:
         max_poll_records: int = 5000,
         transaction_timeout_seconds: float = 10.0,
         on_commit: CommitObserver | None = None,
+        dead_letter_topic: str = "dead-letter",
+        worker_id: str = "worker",
+        inflight_path: Path | None = None,
     ) -> None:
         self.stages = list(stages)
         self._stage_of = {topic: stage for stage in self.stages for topic in stage.topics}
@@ -84,6 +97,11 @@ class Worker:
         self._failed = False
         self._in_flight: asyncio.Task[None] | None = None
         self._partitions: dict[str, list[int]] = {}
+        self._dead_letter_topic = dead_letter_topic
+        self._worker_id = worker_id
+        self._guard = PoisonGuard(inflight_path) if inflight_path is not None else None
+        self.unrestored: dict[tuple[str, int], str] = {}
+        """Assigned stage partitions whose state could not be restored, and why (paused)."""
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -117,6 +135,8 @@ class Worker:
             await self._loop()
             async with self._lock:  # a clean stop commits what was processed
                 await self._commit()
+            if self._guard is not None:
+                self._guard.close()
         finally:
             # After an error nothing more is committed: the in-memory state may be ahead
             # of the last transaction, and the restarted worker restores from the changelog.
@@ -127,6 +147,17 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def health(self) -> str | None:
+        """Why this worker is not healthy (``/healthz``), or None when it is."""
+        if self.unrestored:
+            return "; ".join(
+                f"{stage}[{partition}] not restored ({why})"
+                for (stage, partition), why in sorted(self.unrestored.items())
+            )
+        if not self.ready.is_set():
+            return "partitions not assigned and restored yet"
+        return None
 
     async def log_diagnostics(self) -> None:
         """Where each assigned partition stands (``kill -USR1`` on a worker that seems stuck)."""
@@ -167,14 +198,48 @@ class Worker:
         state = self.states.get((stage.name, tp.partition))
         if state is None:  # revoked while the fetch was in flight; its new owner reads it
             return
-        pending = stage.process(state, records, self._outbox)
-        if pending is not None:
-            await pending
+        guard = self._guard
+        if guard is None:
+            pending = stage.process(state, records, self._outbox)
+            if pending is not None:
+                await pending
+        else:
+            for step, start, stop in guard.plan(tp.topic, tp.partition, records):
+                chunk = records[start:stop]
+                if step == "poison":
+                    self._dead_letter_poison(chunk[0])
+                    continue
+                guard.mark(tp.topic, tp.partition, chunk[0].offset, chunk[-1].offset)
+                try:
+                    pending = stage.process(state, chunk, self._outbox)
+                    if pending is not None:
+                        await pending
+                except Exception as exc:
+                    guard.failed(type(exc).__name__)
+                    raise
+                guard.clear()
         self.processed_records += len(records)
         position = self._offsets[tp] = records[-1].offset + 1
         self._oldest_ts.setdefault(tp, records[0].timestamp)
         assert self.consumer is not None
         self._lag[tp] = max(0, (self.consumer.highwater(tp) or position) - position)
+
+    def _dead_letter_poison(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        log.error(
+            "%s[%d]@%d killed this worker when processed before: dead-lettered, not processed",
+            record.topic,
+            record.partition,
+            record.offset,
+        )
+        detail = "the worker died processing this record on its last runs"
+        out = self._outbox
+        out.send(
+            self._dead_letter_topic,
+            record.key,
+            dead_letter(record, Reason.POISON_PILL, detail, self._worker_id),
+        )
+        out.dead_letters[Reason.POISON_PILL] += 1
+        out.outcomes[(record.topic, Outcome.DEAD_LETTER)] += 1
 
     # -- the transaction ----------------------------------------------------------------
     def _prepare(self) -> _Transaction | None:
@@ -297,16 +362,45 @@ class Worker:
                 for name, partition in missing
                 if self._stage_by_name(name).stateful
             }
+            for key in set(self.unrestored) - wanted:
+                del self.unrestored[key]
             wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
-            restored = await read_changelog(self._bootstrap, changelogs, wait)
+            try:
+                restored = await read_changelog(self._bootstrap, changelogs, wait)
+            except Exception as exc:
+                log.exception("reading changelogs %s failed", sorted(changelogs))
+                restored = {}
+                for key in changelogs.values():
+                    self._unrestorable(key, f"changelog unreadable: {type(exc).__name__}")
             for tp, values in restored.items():
                 stage_name, partition = changelogs[tp]
                 state = self._stage_by_name(stage_name).new_state(partition)
-                for entry, value in values.items():
-                    state.restore(entry, value)
+                entry = ""
+                try:
+                    for entry, value in values.items():
+                        state.restore(entry, value)
+                except Exception as exc:
+                    # the key's kind only: keys hold campaign and click ids, never values
+                    kind = entry.split("|", 1)[0]
+                    log.exception("cannot restore %s[%d] at a %r key", stage_name, partition, kind)
+                    self._unrestorable(
+                        (stage_name, partition), f"{type(exc).__name__} at a {kind!r} key"
+                    )
+                    continue
                 self.states[(stage_name, partition)] = state
+                if self.unrestored.pop((stage_name, partition), None) is not None:
+                    log.warning("%s[%d] restored after an earlier failure", stage_name, partition)
             log.info("assigned %d partitions; restored %d states", len(assigned), len(missing))
         self.ready.set()
+
+    def _unrestorable(self, key: tuple[str, int], why: str) -> None:
+        """Pause the partition's inputs: processing it without its state would be wrong."""
+        self.unrestored[key] = why
+        stage_name, partition = key
+        assert self.consumer is not None
+        inputs = [TopicPartition(t, partition) for t in self._stage_by_name(stage_name).topics]
+        self.consumer.pause(*inputs)
+        log.error("%s[%d] paused: its state could not be restored (%s)", stage_name, partition, why)
 
 
 @dataclass(slots=True)

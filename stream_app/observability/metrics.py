@@ -19,7 +19,7 @@ from ..domain.records import Metrics as RecordMetrics
 from ..domain.records import ModelQualityRecord
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
-from ..engine.worker import CommitObserver
+from ..engine.worker import CommitObserver, Worker
 from .labels import OTHER, LabelBudget
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -64,6 +64,19 @@ class Metrics:
             "Time to flush, produce and commit one transaction.",
             ["worker"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.unrestored = Gauge(
+            "stream_app_partitions_unrestored",
+            "Assigned partitions paused because their state could not be restored "
+            "from the changelog (the log says why; retried at the next rebalance).",
+            ["worker"],
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "stream_app_worker_ready",
+            "1 when the worker has its partitions assigned and restored (/healthz), else 0.",
+            ["worker"],
             registry=registry,
         )
         self.lag = Gauge(
@@ -180,6 +193,11 @@ class Metrics:
         self.reviews = campaign_gauge(
             "stream_app_campaign_reviews", "Reviews received (scored or not), cumulative."
         )
+
+    def watch(self, name: str, worker: Worker) -> None:
+        """Health gauges read from ``worker`` at every scrape."""
+        self.unrestored.labels(name).set_function(lambda: len(worker.unrestored))
+        self.ready.labels(name).set_function(lambda: float(worker.health() is None))
 
     # -- observer -----------------------------------------------------------------------
     def observer(self, worker: str) -> CommitObserver:
