@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="A window takes its own events until the watermark passes its end plus "
         "this; then it closes and is forecast. Also how long a click's negative label waits.",
     )
+    idle_source_timeout_seconds: PositiveFloat = Field(
+        30.0,
+        description="Windows close on the slowest input (spend, reviews-scored, each "
+        "attribution partition's clicks and conversions). An input that has not advanced for "
+        "this long, wall clock, since it was last seen or since the worker took the partition "
+        "over, is idle and stops holding windows open until it advances again.",
+    )
     attribution_window_seconds: PositiveFloat = Field(
         7 * 86400.0,
         description="A conversion counts for a click this long after it; a click without one "

@@ -1,9 +1,11 @@
 """Agent over ``spend``, ``reviews-scored`` and ``campaign-deltas`` (all keyed by campaign_id).
 
 Folds them into per-campaign windows and cumulative totals and emits every changed window
-to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``. The partition's
-ROI forecaster forecasts each window as it closes and learns as windows mature; its
-progressive MAE goes to ``model-quality``.
+to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``. ``campaign-deltas``
+also carries each attribution partition's progress (records of kind ``progress``); windows
+close on the minimum watermark over every input source (docs/semantics.md, Time).
+The partition's ROI forecaster forecasts each window as it closes and learns as windows
+mature; its progressive MAE goes to ``model-quality``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class AggregationAgent:
             attribution_window_seconds=settings.attribution_window_seconds,
             dedup_horizon_seconds=settings.dedup_horizon_seconds,
             currency=settings.reporting_currency,
+            upstream_partitions=settings.partitions,
+            idle_source_timeout_seconds=settings.idle_source_timeout_seconds,
         )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder({t.spend: "spend"}, currencies, t.dead_letter, settings.worker_id)
@@ -124,7 +128,7 @@ class AggregationAgent:
                 out.outcomes[(record.topic, Outcome.TOO_LATE)] += late
 
     def flush(self, state: PartitionAggregation, out: Outbox, now: float) -> None:
-        state.close_windows()
+        state.advance(now)
         windows, latest = state.drain_emissions(now)
         for window in windows:
             out.send(self._roi_topic, window.campaign_id.encode(), _encode(window))

@@ -2,7 +2,9 @@
 conversion model.
 
 Emits per-batch sums per campaign window to ``campaign-deltas`` (keyed by campaign_id),
-which repartitions the attributed stream onto the campaign-keyed aggregation agent. Each
+which repartitions the attributed stream onto the campaign-keyed aggregation agent, and
+after them, to every ``campaign-deltas`` partition, the partition's click and conversion
+watermarks whenever they moved (aggregation closes windows on the slowest source). Each
 new click is scored by the partition's conversion model (``clicks-scored``); labels teach
 it at every commit, and its progressive quality goes to ``model-quality``.
 """
@@ -32,8 +34,8 @@ class PartitionAttribution(Attribution):
     def __init__(
         self, partition: int, config: AttributionConfig, model: ConversionModel | None
     ) -> None:
-        super().__init__(config, model)
-        self.partition = partition
+        super().__init__(config, model, partition)
+        self.partition: int = partition
 
 
 _encode = msgspec.json.Encoder().encode
@@ -60,7 +62,9 @@ class AttributionAgent:
             currency=settings.reporting_currency,
             label_window_seconds=settings.label_window_seconds,
             label_lateness_seconds=settings.allowed_lateness_seconds,
+            allowed_lateness_seconds=settings.allowed_lateness_seconds,
         )
+        self._aggregation_partitions = settings.partitions
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder(
             {t.clicks: "click", t.conversions: "conversion"},
@@ -110,6 +114,11 @@ class AttributionAgent:
                 out.model_quality.append(record)
         for delta in state.drain_deltas():
             out.send(self._deltas_topic, delta.campaign_id.encode(), _encode(delta))
+        progress = state.drain_progress()
+        if progress is not None:  # to every partition, deltas or not, after the deltas
+            encoded = _encode(progress)
+            for p in range(self._aggregation_partitions):
+                out.send(self._deltas_topic, None, encoded, p)
         for conversion in state.drain_unattributed():
             out.send(self._unattributed_topic, conversion.click_id.encode(), _encode(conversion))
             out.unattributed[conversion.reason] += 1

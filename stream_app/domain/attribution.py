@@ -15,6 +15,15 @@ positives for a label window and overestimate p(conversion) several-fold. Each l
 the features and the prediction made at click time, so the model learns from what it saw
 then. A click's expected value leaves its window's ``open_expected_revenue`` (the nowcast's
 input) as soon as it converts, or when it is labelled negative.
+
+Lateness is judged here, per input stream and event by event, because the deltas sum many
+events per batch and hide their order: a click is late when the click watermark had passed
+its window's end plus the allowed lateness before it was read, a conversion when the
+conversion watermark had passed its click window's end plus the attribution window plus the
+allowed lateness before it was read. Late events go in deltas marked ``late`` (cumulative
+totals only). After its deltas, each commit tells every aggregation partition both
+watermarks (:meth:`Attribution.drain_progress`), so aggregation closes a window only once
+every attribution partition has got past it (docs/semantics.md, Time).
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ from .windows import window_start
 
 CLICK_BUCKET_SECONDS = 3600
 CONVERSION_MODEL_KEY = "model|conversion"
-PendingConversion = tuple[str, float, float]  # event_id, revenue (reporting currency), ts
+# event_id, revenue (reporting currency), ts, the conversion watermark when it was read
+PendingConversion = tuple[str, float, float, float]
 # click_id, campaign_id, ts, then for a scored click: features, p_conversion, expected_value
 ClickEntry = tuple[str, str, float] | tuple[str, str, float, dict[str, float], float, float]
 
@@ -50,6 +60,8 @@ class AttributionConfig:
     """A click with no conversion after this is a negative label; None: the attribution window."""
     label_lateness_seconds: float = 0.0
     """How long after its label window a click waits before it is labelled negative."""
+    allowed_lateness_seconds: float | None = None
+    """Events later than this in their own stream go in ``late`` deltas; None: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +94,17 @@ class _Open:
 class Attribution:
     """Joins conversions to clicks and sums both per campaign window for the next stage."""
 
-    def __init__(self, config: AttributionConfig, model: ConversionModel | None = None) -> None:
+    def __init__(
+        self,
+        config: AttributionConfig,
+        model: ConversionModel | None = None,
+        partition: int | None = None,
+    ) -> None:
         self.config = config
         self.model = model
+        self.partition = partition
+        """The clicks/conversions partition: the ``source`` of its deltas and progress."""
+        self._progress_sent: tuple[float, float] | None = None
         self._model_changed = False  # learnt since the last snapshot
         self._scored_clicks: list[tuple[Click, Scored]] = []
         # One watermark per input: each side waits for the *other* stream's event time, so
@@ -98,7 +118,7 @@ class Attribution:
         self._clicks_in_bucket: dict[int, list[str]] = {}
         self.pending: dict[str, list[PendingConversion]] = {}
         self._pending_dirty: set[str] = set()
-        self._deltas: dict[tuple[str, float, DeltaKind], tuple[Totals, float]] = {}
+        self._deltas: dict[tuple[str, float, DeltaKind, bool], tuple[Totals, float]] = {}
         self._unattributed: list[UnattributedConversion] = []
         self.open: dict[str, _Open] = {}  # scored clicks awaiting their label
         self._open_by_ts: list[tuple[float, str]] = []  # min-heap for negative labels
@@ -116,6 +136,7 @@ class Attribution:
             or click.click_id in self.clicks
         ):
             return Outcome.DUPLICATE
+        late = self._late(click.ts, 0.0, self.click_watermark)
         if click.ts > self.click_watermark:
             self.click_watermark = click.ts
         if scored is None and self.model is not None:
@@ -124,40 +145,50 @@ class Attribution:
             scored = Scored(features, prediction.p_conversion, prediction.expected_value)
             self._scored_clicks.append((click, scored))
         self._index_click(click.click_id, click.campaign_id, click.ts, scored)
-        totals = self._delta(click.campaign_id, click.ts, "click", click.ts)
+        totals = self._delta(click.campaign_id, click.ts, "click", click.ts, late)
         totals.clicks += 1
         if scored is not None:
             totals.expected_revenue += scored.expected_value
             totals.open_expected_revenue += scored.expected_value
             totals.p_conversion_sum += scored.p_conversion
-        for event_id, revenue, ts in self.pending.pop(click.click_id, ()):
+        for event_id, revenue, ts, read_at in self.pending.pop(click.click_id, ()):
             self._pending_dirty.add(click.click_id)
-            self._attribute(event_id, click.click_id, revenue, ts)
+            self._attribute(event_id, click.click_id, revenue, ts, read_at)
         return Outcome.ACCEPTED
 
     def on_conversion(self, conversion: Conversion, revenue: float) -> Outcome:
         if not self.seen_conversions.first_time(conversion.event_id, conversion.ts):
             return Outcome.DUPLICATE
+        read_at = self.conversion_watermark  # its lateness is judged against this
         if conversion.ts > self.conversion_watermark:
             self.conversion_watermark = conversion.ts
         if conversion.click_id in self.clicks:
-            return self._attribute(conversion.event_id, conversion.click_id, revenue, conversion.ts)
+            return self._attribute(
+                conversion.event_id, conversion.click_id, revenue, conversion.ts, read_at
+            )
         waiting = self.pending.setdefault(conversion.click_id, [])
-        waiting.append((conversion.event_id, revenue, conversion.ts))
+        waiting.append((conversion.event_id, revenue, conversion.ts, read_at))
         self._pending_dirty.add(conversion.click_id)
         return Outcome.PENDING
 
-    def _attribute(self, event_id: str, click_id: str, revenue: float, ts: float) -> Outcome:
+    def _attribute(
+        self, event_id: str, click_id: str, revenue: float, ts: float, read_at: float
+    ) -> Outcome:
+        """Attribute a conversion read when the conversion watermark was ``read_at``."""
         campaign_id, click_ts = self.clicks[click_id]
-        if ts - click_ts > self.config.attribution_window_seconds:
+        window = self.config.attribution_window_seconds
+        if ts - click_ts > window:
             self._unattributed_conversion(event_id, click_id, revenue, ts, "outside_window")
             return Outcome.UNATTRIBUTED
-        totals = self._delta(campaign_id, click_ts, "conversion", ts)
+        late = self._late(click_ts, window, read_at)
+        totals = self._delta(campaign_id, click_ts, "conversion", ts, late)
         totals.conversions += 1
         totals.revenue += revenue
         opened = self.open.get(click_id)
         if opened is not None and opened.revenue is None:
-            totals.open_expected_revenue -= opened.scored.expected_value
+            # no longer open, late or not: the window's nowcast must stop expecting it
+            on_time = self._delta(campaign_id, click_ts, "conversion", ts) if late else totals
+            on_time.open_expected_revenue -= opened.scored.expected_value
             opened.revenue = revenue
             if self.model is not None:
                 self.model.learn_value(opened.scored.features, revenue)
@@ -210,8 +241,19 @@ class Attribution:
         self.open[click_id] = opened
         heapq.heappush(self._open_by_ts, (opened.ts, click_id))
 
-    def _delta(self, campaign_id: str, click_ts: float, kind: DeltaKind, ts: float) -> Totals:
-        key = (campaign_id, window_start(click_ts, self.config.window_size_seconds), kind)
+    def _late(self, click_ts: float, after_end: float, watermark: float) -> bool:
+        """Whether an event for the window of ``click_ts``, accepted until ``after_end`` plus
+        the allowed lateness past the window's end, comes after ``watermark`` passed that."""
+        lateness = self.config.allowed_lateness_seconds
+        if lateness is None:
+            return False
+        size = self.config.window_size_seconds
+        return window_start(click_ts, size) + size + after_end + lateness <= watermark
+
+    def _delta(
+        self, campaign_id: str, click_ts: float, kind: DeltaKind, ts: float, late: bool = False
+    ) -> Totals:
+        key = (campaign_id, window_start(click_ts, self.config.window_size_seconds), kind, late)
         entry = self._deltas.get(key)
         if entry is None:
             totals = Totals()
@@ -224,11 +266,23 @@ class Attribution:
     # -- outputs ------------------------------------------------------------------------
     def drain_deltas(self) -> list[CampaignDelta]:
         out = [
-            CampaignDelta(campaign_id, start, kind, totals.to_list(), max_ts)
-            for (campaign_id, start, kind), (totals, max_ts) in self._deltas.items()
+            CampaignDelta(campaign_id, start, kind, totals.to_list(), max_ts, self.partition, late)
+            for (campaign_id, start, kind, late), (totals, max_ts) in self._deltas.items()
         ]
         self._deltas = {}
         return out
+
+    def drain_progress(self) -> CampaignDelta | None:
+        """Both watermarks, when they moved since the last call (and a partition is set).
+
+        Send it to every aggregation partition *after* the deltas drained with it: every
+        delta before it was judged against the previous progress.
+        """
+        marks = (self.click_watermark, self.conversion_watermark)
+        if self.partition is None or marks == self._progress_sent or marks == (0.0, 0.0):
+            return None
+        self._progress_sent = marks
+        return CampaignDelta.progress(self.partition, *marks)
 
     def drain_unattributed(self) -> list[UnattributedConversion]:
         out, self._unattributed = self._unattributed, []
@@ -260,11 +314,12 @@ class Attribution:
         overdue = self.click_watermark - self.config.conversion_grace_seconds
         for click_id in [c for c, w in self.pending.items() if any(p[2] < overdue for p in w)]:
             still: list[PendingConversion] = []
-            for event_id, revenue, ts in self.pending[click_id]:
+            for entry in self.pending[click_id]:
+                event_id, revenue, ts, _ = entry
                 if ts < overdue:
                     self._unattributed_conversion(event_id, click_id, revenue, ts, "unknown_click")
                 else:
-                    still.append((event_id, revenue, ts))
+                    still.append(entry)
             if still:
                 self.pending[click_id] = still
             else:
@@ -360,8 +415,10 @@ class Attribution:
                 self._labelled_restored.add(click_id)
                 self.open.pop(click_id, None)
         elif key.startswith("pending|"):
+            # written before the read-at watermark was kept: judged as read on time
             self.pending[key.removeprefix("pending|")] = [
-                (event_id, revenue, ts) for event_id, revenue, ts in value
+                (entry[0], entry[1], entry[2], entry[3] if len(entry) > 3 else 0.0)
+                for entry in value
             ]
         elif key == CONVERSION_MODEL_KEY:
             if self.model is not None:

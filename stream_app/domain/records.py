@@ -121,17 +121,47 @@ DeltaKind = Literal["click", "conversion"]
 
 
 class CampaignDelta(msgspec.Struct, frozen=True, array_like=True):
-    """Internal (``campaign-deltas``): attribution's per-batch sums for one campaign window.
+    """Internal (``campaign-deltas``): attribution's per-batch sums for one campaign window,
+    or (kind ``progress``) how far one attribution partition has read its inputs.
 
     Pre-aggregating per batch keeps the repartition topic orders of magnitude smaller
-    than the click stream it summarises.
+    than the click stream it summarises. ``source`` is the attribution partition that sent
+    it. ``late`` says its events were already late in their own input stream (judged there,
+    event by event, before pre-aggregation hid their order): the window must not take them.
+
+    A ``progress`` record has no campaign and no sums: it carries ``source``'s
+    ``click_watermark`` and ``conversion_watermark`` (the largest event times it has read
+    from ``clicks`` and ``conversions``; ``max_ts`` is the larger). Each attribution partition
+    sends one to *every* partition after the deltas of a commit in which they moved, so
+    aggregation knows its progress whether it got deltas from it or not (docs/semantics.md,
+    Time). Records written before ``source`` existed decode with the defaults.
     """
 
     campaign_id: str
     window_start: float
-    kind: DeltaKind
+    kind: DeltaKind | Literal["progress"]
     totals: list[int | float]  # Totals.to_list(): counts stay integers
     max_ts: float
+    source: int | None = None
+    late: bool = False
+    click_watermark: float | None = None
+    conversion_watermark: float | None = None
+
+    @classmethod
+    def progress(
+        cls, source: int, click_watermark: float, conversion_watermark: float
+    ) -> CampaignDelta:
+        """The progress record of attribution partition ``source``."""
+        return cls(
+            campaign_id="",
+            window_start=0.0,
+            kind="progress",
+            totals=[],
+            max_ts=max(click_watermark, conversion_watermark),
+            source=source,
+            click_watermark=click_watermark,
+            conversion_watermark=conversion_watermark,
+        )
 
 
 class ScoredReview(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,11 +1,24 @@
 """Per-campaign tumbling windows and cumulative totals for one campaign-keyed partition.
 
-Event time decides the window; the partition's watermark (the largest event time seen)
-decides lateness. A window takes its own events (clicks, spend, reviews) until the
-watermark passes its end plus the allowed lateness, and attributed conversions until its
-end plus the attribution window (revenue lands in the window of the click, as ad platforms
-report it). Later events still count in the cumulative totals and are counted as too late.
-Every change re-emits the window with the next revision.
+Event time decides the window. Each input *source* has its own watermark (the largest event
+time it has delivered): ``spend``, ``reviews`` and, per attribution partition *q*,
+``click|q`` and ``conversion|q`` (from its ``progress`` records on ``campaign-deltas``).
+The partition's watermark for its own events (spend, reviews, clicks) is the **minimum** over
+those sources, and its conversion watermark the minimum over the ``conversion|q`` sources:
+a window closes only once every source has got past it, however fast one of them is read.
+A source that has not advanced for ``idle_source_timeout_seconds`` of wall-clock time (since
+it was last seen, or since this state was created or restored) is idle and left out of the
+minimum until it advances again; a source never seen holds every window until then. The
+combined watermarks never go back.
+
+A window takes its own events until the watermark passes its end plus the allowed lateness
+(then it *closes*), and attributed conversions (revenue lands in the window of the click, as
+ad platforms report it) until, in addition, the conversion watermark passes its end plus the
+attribution window plus the allowed lateness (then it *matures* and leaves the state). An
+event is too late when it was late in its own stream (spend and reviews judged here against
+their source's watermark, clicks and conversions by the attribution stage, which marks their
+deltas ``late``), or when its window has closed or matured; too-late events still count in
+the cumulative totals. Every change re-emits the window with the next revision.
 
 With a forecaster, each window is forecast when it *closes* (its own events are in; its
 conversions are still arriving) from what is known then, and the forecaster learns the
@@ -25,10 +38,29 @@ from .dedup import Deduplicator
 from .events import Spend
 from .journal import Change, restore_model
 from .outcomes import Outcome
-from .records import CampaignDelta, CampaignLatest, Metrics, Predictions, ScoredReview, WindowRoi
+from .records import (
+    CampaignDelta,
+    CampaignLatest,
+    Metrics,
+    Predictions,
+    ScoredReview,
+    WindowRoi,
+)
 from .roi import Totals
 
 FORECAST_MODEL_KEY = "model|forecast"
+SPEND = "spend"
+REVIEWS = "reviews"
+
+
+def click_source(partition: int) -> str:
+    """The source name of attribution partition ``partition``'s clicks."""
+    return f"click|{partition}"
+
+
+def conversion_source(partition: int) -> str:
+    """The source name of attribution partition ``partition``'s conversions."""
+    return f"conversion|{partition}"
 
 
 def window_start(ts: float, size: int) -> float:
@@ -47,6 +79,23 @@ class AggregationConfig:
     attribution_window_seconds: float
     dedup_horizon_seconds: float
     currency: str
+    upstream_partitions: int = 0
+    """Attribution partitions whose progress is expected before windows close."""
+    idle_source_timeout_seconds: float = 30.0
+    """Wall-clock seconds without progress after which a source stops holding windows."""
+
+
+@dataclass(slots=True)
+class Source:
+    """One input's event-time progress as this partition knows it."""
+
+    watermark: float | None = None
+    """The largest event time it delivered; None: nothing yet."""
+    last_active: float | None = None
+    """Wall-clock time of the last :meth:`Aggregation.advance` that saw it advance (at
+    first: the first advance after this state was created or restored)."""
+    touched: bool = False
+    """Advanced since the last :meth:`Aggregation.advance`."""
 
 
 @dataclass(slots=True)
@@ -98,7 +147,15 @@ class Aggregation:
         self.conversion_model_version = conversion_model_version
         self._forecaster_changed = False  # learnt since the last snapshot
         self._to_close: list[float] = []  # min-heap of window starts not yet closed
-        self.watermark = 0.0
+        # combined watermarks: the minimum over the active sources, never going back
+        self.watermark = 0.0  # own events: spend, reviews, clicks
+        self.conversion_watermark = 0.0
+        self.sources: dict[str, Source] = {SPEND: Source(), REVIEWS: Source()}
+        for q in range(config.upstream_partitions):
+            self.sources[click_source(q)] = Source()
+            self.sources[conversion_source(q)] = Source()
+        self._sources_changed = False
+        self._legacy_watermark = False  # restored a pre-sources "watermark" key
         self.seen = Deduplicator("seen", config.dedup_horizon_seconds)
         self.windows: dict[tuple[str, float], WindowState] = {}
         self.campaigns: dict[str, CampaignState] = {}
@@ -117,7 +174,8 @@ class Aggregation:
             return Outcome.DUPLICATE
         totals = Totals(spend=amount, impressions=spend.impressions)
         start = window_start(spend.ts, self.config.window_size_seconds)
-        return self._apply(spend.campaign_id, start, totals, spend.ts, 1, own_event=True)
+        late = self._late_in(SPEND, start, spend.ts)
+        return self._apply(spend.campaign_id, start, totals, 1, own_event=True, late=late)
 
     def on_review(self, review: ScoredReview) -> Outcome:
         """Count a review, and its sentiment when it was scored."""
@@ -129,40 +187,84 @@ class Aggregation:
             totals.sentiment_sum = review.score
             totals.negative_reviews = int(review.score < 0)
         start = window_start(review.ts, self.config.window_size_seconds)
-        return self._apply(review.campaign_id, start, totals, review.ts, 1, own_event=True)
+        late = self._late_in(REVIEWS, start, review.ts)
+        return self._apply(review.campaign_id, start, totals, 1, own_event=True, late=late)
 
     def on_delta(self, delta: CampaignDelta) -> Outcome:
+        """Apply one delta (lateness judged upstream: ``delta.late``), or a progress record."""
+        if delta.kind == "progress":
+            self.on_progress(delta)
+            return Outcome.ACCEPTED
         totals = Totals.from_list(delta.totals)
-        events = totals.clicks if delta.kind == "click" else totals.conversions
+        own_event = delta.kind == "click"
+        events = totals.clicks if own_event else totals.conversions
+        if delta.source is not None:  # a delta shows its source is alive
+            name = (click_source if own_event else conversion_source)(delta.source)
+            self._source(name).touched = True
         return self._apply(
             delta.campaign_id,
             delta.window_start,
             totals,
-            delta.max_ts,
             events,
-            own_event=delta.kind == "click",
+            own_event=own_event,
+            late=delta.late,
         )
+
+    def on_progress(self, progress: CampaignDelta) -> None:
+        """An attribution partition's watermarks, sent after its deltas of the same commit."""
+        if progress.source is None:
+            return
+        for name, watermark in (
+            (click_source(progress.source), progress.click_watermark),
+            (conversion_source(progress.source), progress.conversion_watermark),
+        ):
+            source = self._source(name)
+            if watermark is None:
+                continue
+            if source.watermark is None or watermark > source.watermark:
+                source.watermark = watermark
+                source.touched = True
+                self._sources_changed = True
+
+    def _source(self, name: str) -> Source:
+        source = self.sources.get(name)
+        if source is None:  # an upstream partition beyond the expected count
+            source = self.sources[name] = Source()
+        return source
+
+    def _late_in(self, name: str, start: float, ts: float) -> bool:
+        """Whether an own event of source ``name`` comes after that source's own watermark
+        passed the end of its window plus the allowed lateness; advances that watermark."""
+        source = self.sources[name]
+        end = start + self.config.window_size_seconds
+        late = source.watermark is not None and (
+            end + self.config.allowed_lateness_seconds <= source.watermark
+        )
+        if source.watermark is None or ts > source.watermark:
+            source.watermark = ts
+            self._sources_changed = True
+        source.touched = True
+        return late
 
     def _apply(
         self,
         campaign_id: str,
         start: float,
         totals: Totals,
-        ts: float,
         events: int,
         *,
         own_event: bool,
+        late: bool,
     ) -> Outcome:
-        if ts > self.watermark:
-            self.watermark = ts
         campaign = self.campaigns.get(campaign_id)
         if campaign is None:
             campaign = self.campaigns[campaign_id] = CampaignState()
         campaign.totals.add(totals)
         self._dirty_campaigns.add(campaign_id)
         end = start + self.config.window_size_seconds
-        grace = self.config.allowed_lateness_seconds if own_event else self._retention
-        if end + grace <= self.watermark:
+        # late in its own stream, or its window closed (own events) or matured (conversions)
+        # while its source was idle
+        if late or end <= (self._closed_until() if own_event else self._matured_until()):
             campaign.too_late_events += events
             return Outcome.TOO_LATE
         key = (campaign_id, start)
@@ -185,11 +287,55 @@ class Aggregation:
             heapq.heappush(self._to_close, start)
         held.add(campaign_id)
 
+    # -- event time ---------------------------------------------------------------------
+    def advance(self, now: float) -> None:
+        """Move the combined watermarks at wall-clock ``now`` (each commit) and close windows.
+
+        Sources seen advancing since the last call are active at ``now``; one that has not
+        advanced for ``idle_source_timeout_seconds`` is idle and left out of the minimum. A
+        source with no watermark yet holds the minimum until it reports or goes idle.
+        """
+        timeout = self.config.idle_source_timeout_seconds
+        own: list[float | None] = []
+        conversions: list[float | None] = []
+        for name, source in self.sources.items():
+            if source.touched or source.last_active is None:
+                source.last_active = now
+                source.touched = False
+            if now - source.last_active > timeout:
+                continue
+            (conversions if name.startswith("conversion|") else own).append(source.watermark)
+        if own and None not in own:
+            self.watermark = max(self.watermark, min(w for w in own if w is not None))
+        if not conversions:  # no conversion input active: conversions follow the rest
+            self.conversion_watermark = max(self.conversion_watermark, self.watermark)
+        elif None not in conversions:
+            low = min(w for w in conversions if w is not None)
+            self.conversion_watermark = max(self.conversion_watermark, low)
+        self.close_windows()
+
+    def _closed_until(self) -> float:
+        """Windows ending at or before this are closed: their own events are all in."""
+        return self.watermark - self.config.allowed_lateness_seconds
+
+    def _matured_until(self) -> float:
+        """Windows ending at or before this are final: their conversions are all in too."""
+        conversions = self.conversion_watermark - self._retention
+        return min(self._closed_until(), conversions)
+
+    def idle_sources(self, now: float) -> list[str]:
+        """Sources not holding windows back at ``now`` (for diagnostics and tests)."""
+        timeout = self.config.idle_source_timeout_seconds
+        return sorted(
+            name
+            for name, s in self.sources.items()
+            if s.last_active is not None and not s.touched and now - s.last_active > timeout
+        )
+
     # -- forecasting --------------------------------------------------------------------
     def close_windows(self) -> None:
         """Forecast every window whose own events are done (watermark past end + lateness)."""
-        size = self.config.window_size_seconds
-        last = self.watermark - size - self.config.allowed_lateness_seconds
+        last = self._closed_until() - self.config.window_size_seconds
         while self._to_close and self._to_close[0] <= last:
             start = heapq.heappop(self._to_close)
             while self._to_close and self._to_close[0] == start:
@@ -328,13 +474,20 @@ class Aggregation:
             self._forecaster_changed = False
         out.extend(self.seen.expire(self.watermark))
         out.extend(self.seen.changes())
-        out.append(("watermark", self.watermark))
+        out.append(("watermarks", [self.watermark, self.conversion_watermark]))
+        if self._sources_changed:
+            progress = {n: s.watermark for n, s in self.sources.items() if s.watermark is not None}
+            out.append(("sources", progress))
+            self._sources_changed = False
+        if self._legacy_watermark:  # replaced by the two keys above
+            out.append(("watermark", None))
+            self._legacy_watermark = False
         return out
 
     def _expire(self) -> list[Change]:
         """Drop windows no event can change any more (the cumulative totals stay)."""
         out: list[Change] = []
-        last_open = self.watermark - self.config.window_size_seconds - self._retention
+        last_open = self._matured_until() - self.config.window_size_seconds
         while self._starts and self._starts[0] <= last_open:
             start = heapq.heappop(self._starts)
             for campaign_id in sorted(self._campaigns_at.pop(start, ())):
@@ -343,8 +496,20 @@ class Aggregation:
         return out
 
     def restore(self, key: str, value: Any) -> None:
-        if key == "watermark":
-            self.watermark = float(value)
+        if key == "watermarks":
+            own, conversions = value
+            self.watermark = max(self.watermark, float(own))
+            self.conversion_watermark = max(self.conversion_watermark, float(conversions))
+        elif key == "sources":
+            for name, watermark in value.items():
+                self._source(name).watermark = float(watermark)
+        elif key == "watermark":
+            # State written before per-source watermarks: one maximum over every input. It
+            # becomes the floor of both combined watermarks, so nothing it closed or dropped
+            # opens again; the sources start unknown and hold windows until they report.
+            self.watermark = max(self.watermark, float(value))
+            self.conversion_watermark = max(self.conversion_watermark, float(value))
+            self._legacy_watermark = True
         elif self.seen.owns(key):
             self.seen.restore(key, value)
         elif key.startswith("w|"):

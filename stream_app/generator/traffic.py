@@ -27,7 +27,7 @@ from ..domain.events import Click, Conversion, EventKind, Review, Spend
 from ..domain.money import CurrencyTable
 from ..settings import DEFAULT_RATES
 from .profiles import BadReason, CampaignProfile, Scenario
-from .truth import GroundTruth
+from .truth import CampaignTruth, GroundTruth
 
 
 class Emitted(NamedTuple):
@@ -121,7 +121,10 @@ class TrafficGenerator:
     """Iterate to get :class:`Emitted` records; ``truth`` is complete when exhausted.
 
     Each iteration starts over from the seed and rebuilds ``truth``. ``on_click`` receives
-    a :class:`ClickTruth` per click (in generation order, not emission order).
+    a :class:`ClickTruth` per click (in generation order, not emission order). With
+    ``window_size_seconds``, ``windows`` holds the same truth per campaign and tumbling
+    event-time window (a conversion in its click's window), as ``campaign-roi`` should show
+    it when no event is late.
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class TrafficGenerator:
         *,
         on_click: TruthHook | None = None,
         currencies: CurrencyTable | None = None,
+        window_size_seconds: int | None = None,
     ) -> None:
         self.scenario = scenario
         self.profiles = scenario.profiles()
@@ -139,6 +143,9 @@ class TrafficGenerator:
             raise ValueError(f"currency table has no rate for {sorted(missing)}")
         self.on_click = on_click
         self.truth = self.fresh_truth()
+        self.window_size_seconds = window_size_seconds
+        self.windows: dict[tuple[str, float], CampaignTruth] = {}
+        """(campaign_id, window_start) -> totals; filled with ``window_size_seconds``."""
 
     def fresh_truth(self) -> GroundTruth:
         """An empty ground truth for this scenario, every campaign present."""
@@ -165,6 +172,10 @@ class _Run:
         self.table = gen.currencies
         self.on_click = gen.on_click
         self.truth = gen.truth = gen.fresh_truth()
+        gen.windows = {}
+        self.window_size = gen.window_size_seconds
+        self.windows = gen.windows
+        self.scratch = CampaignTruth()  # what window() gives without window sizes
         self.profiles = gen.profiles
         self.run = format(s.seed % 2**32, "x")
         self.heap: list[tuple[float, int, Emitted]] = []
@@ -185,6 +196,16 @@ class _Run:
             )
             for kind in ("click", "conversion", "spend", "review")
         }
+
+    def window(self, campaign_id: str, ts: float) -> CampaignTruth:
+        """The truth of the window holding ``ts``; a scratch one without window sizes."""
+        if self.window_size is None:
+            return self.scratch
+        start = (ts // self.window_size) * float(self.window_size)
+        found = self.windows.get((campaign_id, start))
+        if found is None:
+            found = self.windows[(campaign_id, start)] = CampaignTruth()
+        return found
 
     # -- emission -----------------------------------------------------------------------
     def push(self, record: Emitted) -> None:
@@ -306,6 +327,7 @@ class _Run:
             creative=f"{p.campaign_id}-cr{cr + 1}",
         )
         self.truth.campaign(p.campaign_id).clicks += 1
+        self.window(p.campaign_id, ts).clicks += 1
         click_emit_at = None
         attributed = False
         if rng.random() < prob:
@@ -347,9 +369,9 @@ class _Run:
         # exactly the processor's test, on the same floats
         attributed = not ts - click_ts > window
         if attributed:
-            c = self.truth.campaign(p.campaign_id)
-            c.conversions += 1
-            c.revenue += money
+            for c in (self.truth.campaign(p.campaign_id), self.window(p.campaign_id, click_ts)):
+                c.conversions += 1
+                c.revenue += money
         else:
             self.truth.add_unattributed("outside_window", money)
         if early:  # sent on time, its click a moment later: it must wait for the click
@@ -394,9 +416,9 @@ class _Run:
             impressions=impressions,
             ts=ts,
         )
-        c = self.truth.campaign(p.campaign_id)
-        c.spend += self.table.to_reporting(amount, p.currency)
-        c.impressions += impressions
+        for c in (self.truth.campaign(p.campaign_id), self.window(p.campaign_id, ts)):
+            c.spend += self.table.to_reporting(amount, p.currency)
+            c.impressions += impressions
         self.emit("spend", p.campaign_id.encode(), event, ts)
 
     def review(self, p: CampaignProfile, ts: float) -> None:
@@ -415,6 +437,7 @@ class _Run:
             rating=rating,
         )
         self.truth.campaign(p.campaign_id).reviews += 1
+        self.window(p.campaign_id, ts).reviews += 1
         self.emit("review", p.campaign_id.encode(), event, ts)
 
 

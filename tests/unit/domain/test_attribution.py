@@ -259,3 +259,89 @@ def test_the_order_value_is_learnt_at_the_conversion_and_p_at_the_label() -> Non
     advance(a, T0 + 600 + 21)
     assert a.learn() is not None
     assert a.model.samples_seen == 1
+
+
+# -- event-time progress and lateness, for the aggregation stage ---------------------------
+TIMED = replace(CONFIG, allowed_lateness_seconds=30.0, conversion_grace_seconds=3600.0)
+
+
+def late_sums(deltas: list[CampaignDelta]) -> dict[tuple[float, str, bool], int]:
+    out: dict[tuple[float, str, bool], int] = {}
+    for d in deltas:
+        t = Totals.from_list(d.totals)
+        key = (d.window_start, d.kind, d.late)
+        out[key] = out.get(key, 0) + (t.clicks if d.kind == "click" else t.conversions)
+    return out
+
+
+def test_progress_is_reported_after_the_deltas_whenever_it_moves() -> None:
+    a = Attribution(TIMED, partition=3)
+    assert a.drain_progress() is None  # nothing read yet
+    a.on_click(click(1, T0 + 5))
+    [delta] = a.drain_deltas()
+    assert (delta.source, delta.late) == (3, False)
+    progress = a.drain_progress()
+    assert progress == CampaignDelta.progress(3, T0 + 5, 0.0)
+    assert (progress.kind, progress.click_watermark, progress.conversion_watermark) == (
+        "progress",
+        T0 + 5,
+        0.0,
+    )
+    assert a.drain_progress() is None  # unchanged
+    a.on_click(click(2, T0 + 1))  # older: the watermark does not move
+    assert a.drain_progress() is None
+    a.on_conversion(conversion(1, T0 + 9), 10.0)
+    assert a.drain_progress() == CampaignDelta.progress(3, T0 + 5, T0 + 9)
+    assert Attribution(TIMED).drain_progress() is None  # no partition, nothing to report
+
+
+def test_clicks_and_conversions_late_in_their_own_stream_go_in_late_deltas() -> None:
+    a = Attribution(TIMED, partition=0)
+    a.on_click(click(1, T0 + 5))
+    a.on_click(click(2, T0 + 200))
+    a.on_click(click(3, T0 + 30))  # window T0 ends at 60: 60 + 30 <= 200
+    a.on_click(click(4, T0 + 170))  # window T0+120 ends at 180: 180 + 30 > 200
+    a.on_conversion(conversion(9, T0 + 60 + 600 + 30, click_n=99), 1.0)  # conversion time
+    a.on_conversion(conversion(1, T0 + 500), 10.0)  # T0 + 60 + 600 + 30 <= 690
+    a.on_conversion(conversion(4, T0 + 600), 10.0)  # window T0+120: 180 + 630 > 690
+    assert late_sums(a.drain_deltas()) == {
+        (T0, "click", False): 1,
+        (T0, "click", True): 1,
+        (T0 + 180, "click", False): 1,
+        (T0 + 120, "click", False): 1,
+        (T0, "conversion", True): 1,
+        (T0 + 120, "conversion", False): 1,
+    }
+
+
+def test_a_waiting_conversion_is_judged_by_when_it_was_read() -> None:
+    log: dict[str, object] = {}
+    a = Attribution(TIMED, partition=0)
+    a.on_conversion(conversion(0, T0 + 800, click_n=100), 1.0)  # conversion time is at 800
+    a.on_conversion(conversion(1, T0 + 50), 10.0)  # read late: 60 + 600 + 30 <= 800
+    a.on_conversion(conversion(2, T0 + 799), 10.0)  # on time
+    a = restore_through(log, a, lambda: Attribution(TIMED, partition=0))
+    a.on_click(click(1, T0 + 10))
+    a.on_click(click(2, T0 + 700))
+    assert late_sums(a.drain_deltas()) == {
+        (T0, "click", False): 1,
+        (T0 + 660, "click", False): 1,
+        (T0, "conversion", True): 1,
+        (T0 + 660, "conversion", False): 1,
+    }
+    # entries written before the read-at watermark was kept count as read on time
+    old = Attribution(TIMED, partition=0)
+    old.restore("pending|k1", [["conv-ev-1", 10.0, T0 + 50]])
+    old.on_click(click(1, T0 + 10))
+    assert late_sums(old.drain_deltas())[(T0, "conversion", False)] == 1
+
+
+def test_a_late_conversion_still_closes_its_clicks_expected_revenue_in_the_window() -> None:
+    a = Attribution(replace(LABELLED, allowed_lateness_seconds=30.0), partition=0)
+    a.on_click(click(1, T0 + 5), scored(1))
+    a.on_conversion(conversion(9, T0 + 700, click_n=99), 1.0)
+    a.on_conversion(conversion(1, T0 + 100), 10.0)  # late: 60 + 600 + 30 <= 700
+    deltas = {(d.kind, d.late): Totals.from_list(d.totals) for d in a.drain_deltas()}
+    assert (deltas["conversion", True].conversions, deltas["conversion", True].revenue) == (1, 10.0)
+    assert deltas["conversion", True].open_expected_revenue == 0.0
+    assert deltas["conversion", False].open_expected_revenue == -2.0  # no longer open
