@@ -2,6 +2,7 @@
 
     python benchmarks/sentiment.py                # 2-3 min: 400 texts, --repeat 3
     python benchmarks/sentiment.py --threads 1 2  # also onnxruntime with 2 threads
+    python benchmarks/sentiment.py --batch-scores # no Kafka: batch 32 against 1, ~2 min
 
 Needs the local broker (``stream-app kafka start``). Builds one seeded mix of review
 texts (the generator's ``review_text`` in random tones, real tweets and critic snippets
@@ -28,6 +29,10 @@ scores equal raw batch 1. CPU ms per text is this process's CPU time (all thread
 the run, plus the local broker's when its pid file is there.
 Results are noisy on 2 shared cores: compare ratios from the same run. The topics this
 run creates are deleted at the end unless ``--keep-topics``.
+
+``--batch-scores`` needs no broker: on the held-out sample and the mix, how far each
+text's score at batch 32 is from its score alone (batch 1), split at the scorer's
+``BATCH_MAX_TOKENS`` (wider texts always run alone), and texts/s of both.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from stream_app.agents import ReviewAgent
 from stream_app.generator.traffic import review_text
 from stream_app.runner import build_workers, run_workers
 from stream_app.sentiment import SentimentScorer, screen
+from stream_app.sentiment.scorer import BATCH_MAX_TOKENS
 from stream_app.settings import Settings, Topics
 from stream_app.topics import create_topics
 
@@ -339,6 +345,54 @@ async def delete_topics(settings: Settings, names: list[str]) -> None:
         await admin.close()
 
 
+# -- batch against alone ----------------------------------------------------------------
+def batch_scores(model_dir: Path, n: int, seed: int, repeat: int, console: Console) -> None:
+    """``--batch-scores``: batch ``REFERENCE_BATCH`` against batch 1, per text, no Kafka."""
+    alone = SentimentScorer(model_dir)
+    batched = SentimentScorer(model_dir, batch_size=REFERENCE_BATCH)
+    held = [screen(t) for texts in heldout().values() for t in texts]
+    sets = {
+        "held-out sample": [s.text for s in held if s.unscored is None],
+        f"mix of {n}": [screen(t).text for t in text_mix(n, seed)],
+    }
+    sets["both"] = [t for texts in sets.values() for t in texts]
+    limit = alone.card.max_length - 2
+    table = Table(title=f"Scores at batch {REFERENCE_BATCH} against alone (batch 1)")
+    for name in ("texts", "short / wide", "max |diff| short", "p99", "median", "label flips"):
+        table.add_column(name, justify="left" if name == "texts" else "right")
+    for name in ("wide max |diff|", "exactly equal", "texts/s alone", "texts/s batched"):
+        table.add_column(name, justify="right")
+    for name, texts in sets.items():
+        wide = [min(len(ids), limit) + 2 > BATCH_MAX_TOKENS for ids in alone.encode(texts)]
+        rates: dict[int, list[Rate]] = {1: [], REFERENCE_BATCH: []}
+        scores: dict[int, list[float]] = {}
+        for _ in range(repeat):
+            for scorer in (alone, batched):
+                rate, scores[scorer.batch_size] = raw_rate(scorer, texts)
+                rates[scorer.batch_size].append(rate)
+        pairs = list(zip(scores[REFERENCE_BATCH], scores[1], strict=True))
+        diffs = [abs(a - b) for a, b in pairs]
+        short = sorted(d for d, w in zip(diffs, wide, strict=True) if not w) or [0.0]
+        flips = sum((a >= 0) != (b >= 0) for a, b in pairs)
+        table.add_row(
+            f"{name} ({len(texts)})",
+            f"{len(texts) - sum(wide)} / {sum(wide)}",
+            f"{short[-1]:.3f}",
+            f"{pct(short, 0.99):.3f}",
+            f"{statistics.median(short):.4f}",
+            f"{flips} ({flips / len(texts):.1%})",
+            f"{max((d for d, w in zip(diffs, wide, strict=True) if w), default=0.0):.3f}",
+            f"{sum(d == 0 for d in diffs) / len(texts):.0%}",
+            f"{median_rate(rates[1]):,.1f}",
+            f"{median_rate(rates[REFERENCE_BATCH]):,.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"short: model input (word pieces + [CLS] + [SEP]) up to {BATCH_MAX_TOKENS} tokens, "
+        f"batched; wide: longer, scored alone. Median texts/s of {repeat} runs, 1 thread."
+    )
+
+
 # -- memory -------------------------------------------------------------------------------
 def status_kb(field_name: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -397,9 +451,16 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--batch-scores", action="store_true", help="no Kafka: batch 32 against alone"
+    )
     args = parser.parse_args()
     if args.rss_probe:
         rss_probe(args.reviews, args.seed)
+        return
+    if args.batch_scores:
+        console = Console(width=max(Console().width, 140))
+        batch_scores(Settings().sentiment_model_dir, args.reviews, args.seed, args.repeat, console)
         return
 
     # aiokafka logs the retriable NotLeaderForPartition answers a just-created topic gives
@@ -540,7 +601,7 @@ async def main() -> None:
         flips = sum((a >= 0) != (b >= 0) for a, b in pairs)
         return (
             f"max |diff| {max(diffs):.3f}, median {statistics.median(diffs):.4f}, "
-            f"{flips} label flips in {len(diffs)}"
+            f"{flips} label flips in {len(diffs)}, {sum(d == 0 for d in diffs)} equal"
         )
 
     first = workers[args.threads[0]][0]

@@ -22,6 +22,12 @@ from ..settings import SENTIMENT_MODEL_DIR
 
 SentimentLabel = Literal["negative", "positive"]
 
+BATCH_MAX_TOKENS = 32
+"""The longest model input ([CLS], word pieces, [SEP]) that shares an onnxruntime run with
+other texts when ``batch_size > 1``. Longer texts always run alone, so their scores never
+depend on the batch. Batching pays only for short inputs: 1.1-1.3x up to ~24 tokens, even
+at 24-31, slower beyond (0.6-0.8x at batch 32; docs/sentiment.md)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SentimentScore:
@@ -53,16 +59,24 @@ class ModelCard:
 
 
 class SentimentScorer:
-    """Scores texts in length-bucketed batches with the shipped int8 ONNX model.
+    """Scores texts with the shipped int8 ONNX model, one text per run by default.
 
-    Texts are sorted by token count and cut into batches of ``batch_size``, each padded only
-    to its own longest text, so one long review does not make 31 tweets pay for its padding.
-    Dynamic int8 quantisation takes its activation ranges from the whole batch, so with
-    ``batch_size > 1`` a score moves slightly (up to ~0.4 seen, median 0.003) with the
-    texts it is batched with; the default of 1 makes every score reproducible on replay.
-    Batching pays on tweet-sized texts only (22-36% measured; slower on a mix with long
-    reviews, benchmarks/sentiment.py). Texts should have
-    passed :func:`stream_app.sentiment.text.screen`.
+    What a score depends on:
+
+    * ``batch_size=1`` (the default, what the worker runs): the text alone. ``predict_many``
+      gives every text exactly the score ``predict_one`` gives it, in any company or order,
+      so a replay or a rebalance reproduces every score.
+    * ``batch_size > 1``: texts of up to :data:`BATCH_MAX_TOKENS` model tokens are sorted by
+      length and run ``batch_size`` at a time, padded to the longest of the run. The
+      graph's dynamic int8 quantisation takes its activation ranges from the whole input
+      tensor, so such a text's score depends on the texts it shares the run with: up to
+      0.9 from its alone score, median 0.005, about 1 label in 100 flipped (measured on
+      held-out texts: docs/sentiment.md, ``python benchmarks/sentiment.py
+      --batch-scores``). Padding is not the cause; runs without any move as much. Longer
+      texts always run alone and keep exactly their alone score.
+
+    Results come back in input order either way. Texts should have passed
+    :func:`stream_app.sentiment.text.screen`.
 
     >>> scorer = SentimentScorer()
     >>> [s.label for s in scorer.predict_many(["I love it, works great", "Broke in a day. Awful."])]
@@ -97,13 +111,12 @@ class SentimentScorer:
         if not texts:
             return []
         encoded = self.encode(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
         out: list[SentimentScore | None] = [None] * len(texts)
         limit = self.card.max_length - 2
-        for lo in range(0, len(order), self.batch_size):
-            chunk = order[lo : lo + self.batch_size]
-            logits = self.logits([encoded[i] for i in chunk])
-            for i, p in zip(chunk, self._p_positive(logits), strict=True):
+        widths = [min(len(ids), limit) + 2 for ids in encoded]  # with [CLS] and [SEP]
+        for run in model_runs(widths, self.batch_size):
+            logits = self.logits([encoded[i] for i in run])
+            for i, p in zip(run, self._p_positive(logits), strict=True):
                 score = 2.0 * float(p) - 1.0
                 out[i] = SentimentScore(
                     "positive" if score >= 0 else "negative", score, len(encoded[i]) > limit
@@ -137,6 +150,23 @@ class SentimentScorer:
         """Temperature-scaled softmax, column ``positive``; stable for any logit size."""
         z = (logits[:, 1] - logits[:, 0]) / self.card.temperature
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -500, 500))))
+
+
+def model_runs(widths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Which texts (indices) share each onnxruntime run, given their model input widths.
+
+    Inputs up to :data:`BATCH_MAX_TOKENS` wide are sorted by width and cut into runs of
+    ``batch_size``; every wider input is a run of its own.
+
+    >>> model_runs([5, 256, 7, 6, 33], batch_size=2)
+    [[0, 3], [2], [4], [1]]
+    """
+    order = sorted(range(len(widths)), key=widths.__getitem__)
+    if batch_size <= 1:
+        return [[i] for i in order]
+    short = [i for i in order if widths[i] <= BATCH_MAX_TOKENS]
+    runs = [short[lo : lo + batch_size] for lo in range(0, len(short), batch_size)]
+    return runs + [[i] for i in order if widths[i] > BATCH_MAX_TOKENS]
 
 
 def _token_id(tokenizer: Tokenizer, token: str) -> int:
