@@ -8,8 +8,10 @@ labelled exactly once afterwards, so that in the end every click taught the mode
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from aiokafka.structs import TopicPartition
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from stream_app.agents.aggregation import PartitionAggregation
@@ -108,9 +110,20 @@ async def test_models_continue_after_a_restart_and_every_click_teaches_once(
     # a new worker restores from the changelogs (the engine's own restore, before it
     # processes anything): warm, not cold
     after = build_worker(settings)
-    await after.on_assigned(
-        {TopicPartition(topic, p) for topic in after._stage_of for p in range(settings.partitions)}
+    # what its partition-assignment callback runs, with a consumer of the worker's group
+    # that never subscribes (it only reads the committed offsets)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": after._group_id,
+            "enable.auto.commit": False,
+        }
     )
+    try:
+        assigned = [(topic, p) for topic in after._stage_of for p in range(settings.partitions)]
+        await asyncio.to_thread(after._assign, consumer, assigned)
+    finally:
+        consumer.close()
     assert models(after) == saved
     assert forecasters(after) == saved_forecasts
 
@@ -128,6 +141,9 @@ async def test_models_continue_after_a_restart_and_every_click_teaches_once(
     assert sum(seen for seen, _, _ in final.values()) == total  # each click taught once
     assert all(open_ == 0 for _, _, open_ in final.values())
 
+    # run_until returned once the final transaction's commit markers were written: until
+    # then read_all, which stops at the last stable offset, would miss that transaction,
+    # and with it every click the second run scored if it scored them all in one go
     bootstrap, t = settings.bootstrap_servers, settings.topics
     scored = decode_all(await read_all(bootstrap, t.clicks_scored), ClickScored)
     assert len({s.click_id for s in scored}) == len(scored) == total
