@@ -91,7 +91,7 @@ test: test-deps lint  ## everything CI runs: lint, unit and integration tests
 dashboards: setup  ## regenerate grafana/dashboards/*.json from tools/build_dashboards.py
 	$(BIN)/python tools/build_dashboards.py
 
-bench: demo-deps setup  ## throughput: worker vs plain aiokafka on the local broker
+bench: demo-deps setup  ## throughput: worker end to end vs raw consumers on the local broker
 	$(BIN)/stream-app kafka start
 	$(BIN)/python benchmarks/throughput.py
 

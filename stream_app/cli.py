@@ -22,7 +22,6 @@ def worker(log_level: str = typer.Option("INFO", help="Python log level.")) -> N
     from .runner import run_worker
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     asyncio.run(run_worker(Settings()))
 
 

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         "transaction; bounds how long a rebalance waits for read_committed state.",
     )
 
+    session_timeout_seconds: PositiveFloat = Field(
+        10.0,
+        description="How long a worker may stop heartbeating (frozen, paused, cut off) before "
+        "the group gives its partitions to another; a zombie's later commit is refused.",
+    )
+
     # online models (docs/online-models.md)
     models_enabled: bool = Field(
         True, description="Conversion model and ROI forecaster; off only to measure their cost."

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from .engine.clients import client_config
 from .settings import Settings
+
+ADMIN_TIMEOUT_S = 30.0
 
 # The broker stamps each record when it is appended. Producers may send event time as
 # the record timestamp, and replayed or backfilled data then looks months old: with
@@ -21,6 +24,11 @@ STATE = {
     "max.message.bytes": str(16 * 1024 * 1024),
     "segment.ms": str(3600 * 1000),
 }
+# The broker's default (1 MiB + 12 bytes of record-batch overhead), set deliberately:
+# stream_app.engine.deadletter.MAX_DEAD_LETTER_BYTES (1,000,000) keeps every dead letter's
+# value below it, so a dead letter of a huge input is never rejected (which would abort
+# the transaction that carries it).
+DEAD_LETTER = {**APPEND_TIME, "max.message.bytes": "1048588"}
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -30,7 +38,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     n = settings.partitions
 
     def spec(name: str, config: dict[str, str] = APPEND_TIME) -> NewTopic:
-        return NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=config)
+        return NewTopic(name, num_partitions=n, replication_factor=1, config=dict(config))
 
     return [
         spec(t.clicks),
@@ -44,40 +52,73 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(t.campaign_roi),
         spec(t.campaign_roi_latest, COMPACTED),
         spec(t.conversions_unattributed),
-        spec(t.dead_letter),
+        spec(t.dead_letter, DEAD_LETTER),
         spec(settings.state_topic("attribution"), STATE),
         spec(settings.state_topic("aggregation"), STATE),
     ]
 
 
 async def create_topics(settings: Settings) -> list[str]:
-    """Create whatever topics are missing; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [s for s in topic_specs(settings) if s.name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile elsewhere
-                await admin.create_topics(missing)
-            await _wait_for_leaders(admin, [s.name for s in missing])
-        return [s.name for s in missing]
-    finally:
-        await admin.close()
+    """Create whatever topics are missing; returns the names created.
+
+    Returns once every partition of them has a leader that serves it, so their first
+    clients see no retriable errors.
+    """
+    return await asyncio.to_thread(_create_topics, settings)
 
 
-async def _wait_for_leaders(
-    admin: AIOKafkaAdminClient, names: list[str], limit_seconds: float = 30.0
-) -> None:
-    """Return once every partition has a leader, so first clients see no retriable errors."""
-    async with asyncio.timeout(limit_seconds):
-        while True:
-            described = await admin.describe_topics(names)
-            if all(
-                t["error_code"] == 0
-                and t["partitions"]
-                and all(p["leader"] >= 0 for p in t["partitions"])
-                for t in described
-            ):
+def _create_topics(settings: Settings) -> list[str]:
+    admin = AdminClient(client_config(settings.bootstrap_servers))
+    existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+    missing = [s for s in topic_specs(settings) if s.topic not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        missing, operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S
+    )
+    for future in futures.values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # created meanwhile
+                raise
+    names = [s.topic for s in missing]
+    _wait_for_leaders(admin, names)
+    return names
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], limit_seconds: float = 30.0) -> None:
+    """Return once every partition of ``names`` has a leader that serves it.
+
+    Metadata names a leader a moment (~0.2 s) before the broker answers for the partition;
+    until then, requests for it fail (NOT_LEADER_FOR_PARTITION, UNKNOWN_LEADER_EPOCH, ...).
+    Raises TimeoutError, from the last such error, if that lasts ``limit_seconds``.
+    """
+    deadline = time.monotonic() + limit_seconds
+    last: KafkaException | None = None
+    while True:
+        topics = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+        if all(
+            (t := topics.get(name)) is not None
+            and t.error is None
+            and t.partitions
+            and all(p.leader >= 0 and p.error is None for p in t.partitions.values())
+            for name in names
+        ):
+            partitions = [TopicPartition(n, p) for n in names for p in topics[n].partitions]
+            try:
+                _list_offsets(admin, partitions)
                 return
-            await asyncio.sleep(0.1)
+            except KafkaException as exc:  # just created by us: not served yet
+                last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not served after {limit_seconds:.0f} s: {names}") from last
+        time.sleep(0.1)
+
+
+def _list_offsets(admin: AdminClient, partitions: list[TopicPartition]) -> None:
+    """Ask each partition's leader for its end offset; raises the first failure."""
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # (no annotations)
+    futures = admin.list_offsets({tp: latest for tp in partitions}, request_timeout=ADMIN_TIMEOUT_S)
+    for future in futures.values():
+        future.result()

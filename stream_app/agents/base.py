@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeAlias
-
-from aiokafka.structs import ConsumerRecord
 
 from ..domain.events import EventKind
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
 from ..domain.validation import EventDecoder, Reason, Rejection, Validated
-from ..engine.deadletter import dead_letter
+from ..engine.deadletter import dead_letter, dead_letter_key
 from ..engine.stage import Outbox
+from ..engine.stage import Record as Record  # re-exported: the agents import it from here
 
 log = logging.getLogger(__name__)
-
-Record: TypeAlias = ConsumerRecord  # aiokafka ships no type hints
 
 
 class EdgeDecoder:
@@ -75,7 +71,7 @@ class EdgeDecoder:
     def reject(self, record: Record, reason: str, detail: str, out: Outbox) -> None:
         out.send(
             self._dead_letter_topic,
-            record.key,
+            dead_letter_key(record),
             dead_letter(record, reason, detail, self._worker_id),
         )
         out.dead_letters[reason] += 1

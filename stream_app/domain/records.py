@@ -238,7 +238,11 @@ class UnattributedConversion(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """``dead-letter``: the original bytes, where they came from and why they were refused."""
+    """``dead-letter``: the original bytes, where they came from and why they were refused.
+
+    An original too large to fit whole keeps a prefix: ``truncated`` is true, and
+    ``original_size`` and ``original_sha256`` identify the full record.
+    """
 
     schema_version: Literal[1] = 1
     topic: str
@@ -251,3 +255,6 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     worker_id: str
     failed_at: float
+    truncated: bool = False
+    original_size: int | None = None
+    original_sha256: str | None = None

@@ -5,12 +5,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from aiokafka.structs import ConsumerRecord
+from typing import Any, NamedTuple, Protocol
 
 from ..domain.journal import Change
 from ..domain.records import CampaignLatest, ModelQualityRecord
+
+
+class Record(NamedTuple):
+    """One input record as the engine hands it to a stage, whatever the Kafka client."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
+    """Milliseconds since the epoch (the broker's append time on our topics)."""
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass(slots=True)
@@ -66,7 +76,7 @@ class Stage(Protocol):
     def new_state(self, partition: int) -> PartitionState: ...
 
     def process(
-        self, state: Any, records: Sequence[ConsumerRecord[bytes, bytes]], out: Outbox
+        self, state: Any, records: Sequence[Record], out: Outbox
     ) -> Awaitable[None] | None: ...
 
     def flush(self, state: Any, out: Outbox, now: float) -> None: ...

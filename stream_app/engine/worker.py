@@ -5,52 +5,62 @@ Commit order (one Kafka transaction per ``commit_interval_seconds``):
 1. each stage flushes: window records, latest records, deltas, dead letters into the outbox;
 2. each partition state's changes are serialised for its changelog partition;
 3. the outbox and the changelog records are produced;
-4. the consumed input offsets are added to the transaction;
-5. the transaction commits — outputs, state and offsets become visible together or not at all.
+4. the input offsets go to the transaction with the consumer group's metadata;
+5. the transaction commits — outputs, state and offsets become visible together or not at
+   all (:mod:`.transaction`).
 
-Steps 1-2 run synchronously; 3-5 run in a task while the next batch is processed, so the
-CPU is not idle while the broker commits. At most one transaction is in flight.
+Steps 1-2 run on the event loop; 3-5 on one committer thread while the next batch is
+processed, so the CPU is not idle while the broker commits. Transactions are sent strictly
+in order, and after one fails none is sent: a worker never commits past a failed send.
 
 A crash anywhere before 5 aborts the lot: the restarted worker restores state from the
 changelog and re-reads the inputs from the committed offsets, so nothing is lost or counted
-twice. The transactional id is stable per ``worker_id``, so a restarted worker fences its
-predecessor's open transaction at start-up. A record that kills the worker every time it is
-processed is dead-lettered by the restarted worker (:mod:`.poison`), never a crash loop.
+twice. A refused transaction (a send the broker rejected, or a zombie fenced by the group
+coordinator) is aborted and the worker rejoins the group from scratch, in-process. A
+record that kills the worker every time it is processed is dead-lettered by the restarted
+worker (:mod:`.poison`), never a crash loop.
 
-A partition whose state cannot be restored is paused, never silently skipped: the worker
-reports it in :meth:`Worker.health` (``/healthz``) and in ``unrestored`` (a metric and an
+Rebalances (``range`` assignor, eager): on revocation the worker commits what it processed
+and drops every state; on loss (the group dropped the member: a frozen worker) it drops
+everything without committing; on assignment it restores every partition from its
+changelog, inside the callback, while librdkafka keeps the member's heartbeats going. A
+partition whose state cannot be restored is paused, never silently skipped: the worker
+reports it in :meth:`Worker.health` (``/healthz``) and ``unrestored`` (a metric and an
 alert), logs why, and tries again at the next rebalance.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaPartition
 
 from ..domain.outcomes import Outcome
 from ..domain.validation import Reason
-from .deadletter import dead_letter
+from .clients import PARTITION_EOF, client_config
+from .deadletter import dead_letter, dead_letter_key
 from .poison import PoisonGuard
 from .restore import read_changelog
-from .stage import Outbox, PartitionState, Stage
+from .stage import Outbox, PartitionState, Record, Stage
+from .transaction import Partition, Transaction, TransactionAborted, TransactionalProducer
 
 log = logging.getLogger(__name__)
-_PARTITIONER = DefaultPartitioner()
+
+RESTORE_ATTEMPTS = 3
+"""Reads of the changelogs before their partitions are reported unrestorable."""
+MAX_REJOINS = 5
+"""Rejoins in a row without a committed transaction before the worker gives up and exits."""
 
 #: Called after each commit with the outbox, the commit's duration in seconds, the Kafka
 #: timestamp (ms) of the oldest record of each partition batch, the lag per topic and now.
-CommitObserver = Callable[[Outbox, float, dict[TopicPartition, int], dict[str, int], float], None]
+CommitObserver = Callable[[Outbox, float, dict[Partition, int], dict[str, int], float], None]
 
 
 class Worker:
@@ -67,6 +77,7 @@ class Worker:
         commit_interval_seconds: float = 0.5,
         max_poll_records: int = 5000,
         transaction_timeout_seconds: float = 10.0,
+        session_timeout_seconds: float = 10.0,
         on_commit: CommitObserver | None = None,
         dead_letter_topic: str = "dead-letter",
         worker_id: str = "worker",
@@ -81,69 +92,106 @@ class Worker:
         self._interval = commit_interval_seconds
         self._max_poll_records = max_poll_records
         self._transaction_timeout_ms = int(transaction_timeout_seconds * 1000)
+        self._session_timeout_ms = int(session_timeout_seconds * 1000)
         self._on_commit = on_commit
-        self.states: dict[tuple[str, int], PartitionState] = {}
-        self._offsets: dict[TopicPartition, int] = {}
-        self._oldest_ts: dict[TopicPartition, int] = {}
-        self._lag: dict[TopicPartition, int] = {}
-        self._outbox = Outbox()
-        self._lock = asyncio.Lock()
-        self._stopping = asyncio.Event()
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.ready = asyncio.Event()  # set once partitions are assigned and restored
-        self.committed_transactions = 0
-        self.processed_records = 0
-        self._failed = False
-        self._in_flight: asyncio.Task[None] | None = None
-        self._partitions: dict[str, list[int]] = {}
         self._dead_letter_topic = dead_letter_topic
         self._worker_id = worker_id
         self._guard = PoisonGuard(inflight_path) if inflight_path is not None else None
+        self.states: dict[tuple[str, int], PartitionState] = {}
         self.unrestored: dict[tuple[str, int], str] = {}
         """Assigned stage partitions whose state could not be restored, and why (paused)."""
+        self._positions: dict[Partition, int] = {}  # next offset to read, per held partition
+        self._changed: set[Partition] = set()  # processed since the last transaction
+        self._oldest_ts: dict[Partition, int] = {}
+        self._lag: dict[Partition, int] = {}
+        self._outbox = Outbox()
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once partitions are assigned and restored
+        self.committed_transactions = 0
+        self.aborted_transactions = 0
+        self.processed_records = 0
+        self.consumer: Consumer | None = None
+        self._txns: TransactionalProducer | None = None
+        self._committer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._in_flight: asyncio.Future[None] | None = None
+        self._failed = False  # a transaction failed: nothing more may be committed
+        self._callback_error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rejoins = 0
+        self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self) -> None:
-        """Process until :meth:`stop`; commits the open batch before returning."""
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            transactional_id=self._transactional_id,
-            transaction_timeout_ms=self._transaction_timeout_ms,
-            enable_idempotence=True,
-            linger_ms=5,
-            max_batch_size=512 * 1024,
-            max_request_size=8 * 1024 * 1024,
+        """Process until :meth:`stop`; commits the open batch before returning.
+
+        A refused transaction aborts and the worker rejoins from the committed offsets and
+        the changelogs; any other error ends the run (the process exits, and its
+        supervisor restarts it).
+        """
+        self._loop = asyncio.get_running_loop()
+        while True:
+            committed = self.committed_transactions
+            try:
+                await self._session()
+                return
+            except TransactionAborted as exc:
+                self.aborted_transactions += 1
+                self._rejoins = 0 if self.committed_transactions > committed else self._rejoins + 1
+                if self._stopping.is_set():
+                    return
+                if self._rejoins > MAX_REJOINS:  # e.g. another worker with our worker_id
+                    raise RuntimeError(f"{MAX_REJOINS} rejoins without a commit: {exc}") from exc
+                log.warning("transaction aborted (%s); rejoining from committed state", exc)
+
+    async def _session(self) -> None:
+        """One membership of the group, with its own producer and consumer."""
+        self._failed, self._callback_error, self._closing = False, None, False
+        self._drop()
+        self._committer = concurrent.futures.ThreadPoolExecutor(1, "committer")
+        self._txns = TransactionalProducer(
+            self._bootstrap, self._transactional_id, self._transaction_timeout_ms
         )
-        # Starting the transactional producer first fences a crashed predecessor and
-        # aborts its open transaction, so the restore below sees only committed state.
-        await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
-            *self._stage_of,
-            bootstrap_servers=self._bootstrap,
-            group_id=self._group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
+        await asyncio.to_thread(self._txns.init)
+        self.consumer = Consumer(
+            client_config(
+                self._bootstrap,
+                {
+                    "group.id": self._group_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                    "partition.assignment.strategy": "range",
+                    "session.timeout.ms": self._session_timeout_ms,
+                    "heartbeat.interval.ms": max(500, self._session_timeout_ms // 4),
+                    "max.poll.interval.ms": 300_000,
+                    "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                    "fetch.max.bytes": 32 * 1024 * 1024,
+                    "queued.max.messages.kbytes": 64 * 1024,
+                },
+            )
         )
-        self.consumer.subscribe(list(self._stage_of), listener=_Rebalance(self))
-        await self.consumer.start()
+        self.consumer.subscribe(
+            list(self._stage_of),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        clean = False
         try:
-            await self._loop()
-            async with self._lock:  # a clean stop commits what was processed
-                await self._commit()
-            if self._guard is not None:
-                self._guard.close()
+            await self._run_loop()
+            await self._commit()  # a clean stop commits what was processed
+            clean = True
         finally:
-            # After an error nothing more is committed: the in-memory state may be ahead
-            # of the last transaction, and the restarted worker restores from the changelog.
-            if self._in_flight is not None and not self._in_flight.done():
-                self._in_flight.cancel()
-            await self.consumer.stop()
-            await self.producer.stop()
+            if not clean:
+                self._failed = True  # the revocation at close must not commit
+            await self._settle_in_flight(raise_error=False)
+            self._closing = True  # the revocation at close keeps the states (for inspection)
+            await asyncio.to_thread(self.consumer.close)
+            self._committer.shutdown(wait=True)
+            await asyncio.to_thread(self._txns.close)
+            if clean and self._guard is not None:
+                self._guard.close()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -164,39 +212,42 @@ class Worker:
         consumer = self.consumer
         if consumer is None:
             return
-        for tp in sorted(consumer.assignment()):
+        assigned = await asyncio.to_thread(consumer.assignment)
+        committed = await asyncio.to_thread(consumer.committed, assigned, 10)
+        for tp in committed:
+            high = consumer.get_watermark_offsets(tp, cached=True)[1]
             log.warning(
-                "%s[%d] position=%s committed=%s highwater=%s lso=%s state=%s",
+                "%s[%d] processed-to=%s committed=%s highwater=%s state=%s",
                 tp.topic,
                 tp.partition,
-                await consumer.position(tp),
-                await consumer.committed(tp),
-                consumer.highwater(tp),
-                consumer.last_stable_offset(tp),
+                self._positions.get((tp.topic, tp.partition)),
+                tp.offset,
+                high,
                 (self._stage_of[tp.topic].name, tp.partition) in self.states,
             )
         log.warning("states=%s in_flight=%s", sorted(self.states), self._in_flight)
 
-    async def _loop(self) -> None:
+    # -- the loop -----------------------------------------------------------------------
+    async def _run_loop(self) -> None:
         assert self.consumer is not None
+        consume = self.consumer.consume
         last_commit = time.monotonic()
         while not self._stopping.is_set():
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=self._max_poll_records)
-            async with self._lock:
-                for tp, records in batch.items():
-                    await self._process(tp, records)
-                in_flight = self._in_flight is not None and not self._in_flight.done()
-                if not in_flight and time.monotonic() - last_commit >= self._interval:
-                    await self._wait_in_flight()
-                    self._start_commit()
-                    last_commit = time.monotonic()
+            messages = await asyncio.to_thread(consume, self._max_poll_records, 0.1)
+            if self._callback_error is not None:
+                raise self._callback_error
+            for tp, records in _by_partition(messages).items():
+                await self._process(tp, records)
+            in_flight = self._in_flight is not None and not self._in_flight.done()
+            if not in_flight and time.monotonic() - last_commit >= self._interval:
+                await self._settle_in_flight()
+                self._start_commit()
+                last_commit = time.monotonic()
 
-    async def _process(
-        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
-        stage = self._stage_of[tp.topic]
-        state = self.states.get((stage.name, tp.partition))
-        if state is None:  # revoked while the fetch was in flight; its new owner reads it
+    async def _process(self, tp: Partition, records: list[Record]) -> None:
+        stage = self._stage_of[tp[0]]
+        state = self.states.get((stage.name, tp[1]))
+        if state is None:  # not restored: paused, and its offsets never move
             return
         guard = self._guard
         if guard is None:
@@ -204,12 +255,12 @@ class Worker:
             if pending is not None:
                 await pending
         else:
-            for step, start, stop in guard.plan(tp.topic, tp.partition, records):
+            for step, start, stop in guard.plan(tp[0], tp[1], records):
                 chunk = records[start:stop]
                 if step == "poison":
                     self._dead_letter_poison(chunk[0])
                     continue
-                guard.mark(tp.topic, tp.partition, chunk[0].offset, chunk[-1].offset)
+                guard.mark(tp[0], tp[1], chunk[0].offset, chunk[-1].offset)
                 try:
                     pending = stage.process(state, chunk, self._outbox)
                     if pending is not None:
@@ -219,12 +270,16 @@ class Worker:
                     raise
                 guard.clear()
         self.processed_records += len(records)
-        position = self._offsets[tp] = records[-1].offset + 1
-        self._oldest_ts.setdefault(tp, records[0].timestamp)
+        position = self._positions[tp] = records[-1].offset + 1
+        self._changed.add(tp)
+        timestamp = records[0].timestamp
+        if timestamp is not None:
+            self._oldest_ts.setdefault(tp, timestamp)
         assert self.consumer is not None
-        self._lag[tp] = max(0, (self.consumer.highwater(tp) or position) - position)
+        high = self.consumer.get_watermark_offsets(KafkaPartition(*tp), cached=True)[1]
+        self._lag[tp] = max(0, high - position) if high >= 0 else 0
 
-    def _dead_letter_poison(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    def _dead_letter_poison(self, record: Record) -> None:
         log.error(
             "%s[%d]@%d killed this worker when processed before: dead-lettered, not processed",
             record.topic,
@@ -232,23 +287,22 @@ class Worker:
             record.offset,
         )
         detail = "the worker died processing this record on its last runs"
+        letter = dead_letter(record, Reason.POISON_PILL, detail, self._worker_id)
         out = self._outbox
-        out.send(
-            self._dead_letter_topic,
-            record.key,
-            dead_letter(record, Reason.POISON_PILL, detail, self._worker_id),
-        )
+        out.send(self._dead_letter_topic, dead_letter_key(record), letter)
         out.dead_letters[Reason.POISON_PILL] += 1
         out.outcomes[(record.topic, Outcome.DEAD_LETTER)] += 1
 
     # -- the transaction ----------------------------------------------------------------
-    def _prepare(self) -> _Transaction | None:
-        """Steps 1 and 2, synchronously: everything the transaction will carry, as bytes.
+    def _prepare(self) -> Transaction | None:
+        """Steps 1 and 2: everything the transaction will carry, as bytes.
 
-        Serialising here, before any await, lets the next batch be processed while this
-        transaction is still being sent and committed (the state may change meanwhile).
+        Serialising here lets the next batch be processed while this transaction is sent
+        and committed (the state may change meanwhile). Every partition held goes with its
+        position, changed or not, so that every transaction carries the group's metadata
+        and a fenced member can commit nothing at all.
         """
-        if not self._offsets and not self._outbox.messages:
+        if not self._changed and not self._outbox.messages:
             return None
         out, self._outbox = self._outbox, Outbox()
         now = time.time()
@@ -261,163 +315,189 @@ class Worker:
                 (topic, name.encode(), None if value is None else orjson.dumps(value), partition)
                 for name, value in state.changes()
             )
-        txn = _Transaction(out, changelog, self._offsets, self._oldest_ts, dict(self._lag))
-        self._offsets, self._oldest_ts = {}, {}
+        assert self.consumer is not None  # on the consuming thread (see Transaction)
+        txn = Transaction(
+            out,
+            changelog,
+            dict(self._positions),
+            self._oldest_ts,
+            dict(self._lag),
+            self.consumer.consumer_group_metadata(),
+        )
+        self._changed, self._oldest_ts = set(), {}
         return txn
+
+    def _send(self, txn: Transaction) -> None:
+        """Steps 3-5, on the committer thread; transactions arrive there in order."""
+        if self._failed:
+            raise TransactionAborted("an earlier transaction of this session failed")
+        assert self._txns is not None
+        started = time.monotonic()
+        try:
+            self._txns.commit(txn)
+        except BaseException:
+            self._failed = True
+            raise
+        self.committed_transactions += 1
+        if self._on_commit is not None:
+            lag: dict[str, int] = {}
+            for (topic, _), n in txn.lag.items():
+                lag[topic] = lag.get(topic, 0) + n
+            self._on_commit(txn.out, time.monotonic() - started, txn.oldest_ts, lag, time.time())
 
     def _start_commit(self) -> None:
         txn = self._prepare()
         if txn is not None:
-            self._in_flight = asyncio.create_task(self._send(txn))
+            assert self._committer is not None
+            self._in_flight = asyncio.wrap_future(self._committer.submit(self._send, txn))
 
-    async def _wait_in_flight(self) -> None:
+    async def _settle_in_flight(self, *, raise_error: bool = True) -> None:
         if self._in_flight is not None:
             task, self._in_flight = self._in_flight, None
             try:
                 await task
-            except BaseException:
-                self._failed = True
-                raise
+            except Exception:
+                if raise_error:
+                    raise
 
     async def _commit(self) -> None:
-        """Commit everything processed so far and wait for it (rebalance, shutdown)."""
-        await self._wait_in_flight()
+        """Commit everything processed so far and wait for it (shutdown)."""
+        await self._settle_in_flight()
         self._start_commit()
-        await self._wait_in_flight()
+        await self._settle_in_flight()
 
-    async def _send(self, txn: _Transaction) -> None:
-        """Steps 3, 4 and 5 of the commit order in the module docstring."""
-        assert self.producer is not None
-        producer = self.producer
-        started = time.monotonic()
-        async with producer.transaction():
-            await self._produce(txn.out.messages)  # 3
-            await self._produce(txn.changelog)
-            if txn.offsets:  # 4
-                await producer.send_offsets_to_transaction(txn.offsets, self._group_id)
-        # 5: leaving the context committed the transaction (or raised and aborted it).
-        self.committed_transactions += 1
-        if self._on_commit is not None:
-            lag: dict[str, int] = {}
-            for tp, n in txn.lag.items():
-                lag[tp.topic] = lag.get(tp.topic, 0) + n
-            self._on_commit(txn.out, time.monotonic() - started, txn.oldest_ts, lag, time.time())
+    def _commit_now(self) -> None:
+        """Prepare and send what was processed, on the consuming thread inside a revocation
+        (the loop waits in ``consume``), after every transaction submitted before it."""
+        assert self._committer is not None
+        self._committer.submit(lambda: None).result()  # the committer has drained
+        if self._failed:
+            return
+        txn = self._prepare()
+        if txn is not None:
+            self._send(txn)
 
-    async def _produce(
-        self, messages: Sequence[tuple[str, bytes | None, bytes | None, int | None]]
-    ) -> None:
-        """Produce in record batches built per topic partition, in order.
+    # -- rebalancing (called inside ``consume``, on its thread) --------------------------
+    def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        """Commit what was processed, then drop every state: a partition that comes back
+        is restored from its changelog, never trusted from memory."""
+        try:
+            if not self._failed and self._committer is not None:
+                self._commit_now()
+        except BaseException as exc:
+            log.warning("commit at revocation failed: %s", exc)
+            self._callback_error = exc
+        finally:
+            if not self._closing:
+                self._drop()
 
-        ``producer.send`` costs a future and a partitioner call per record (~50 µs in
-        Python, measured); appending to a batch builder costs a few µs, and a record whose
-        partition the stage already knows skips the murmur2 hash.
-        """
-        assert self.producer is not None
-        producer = self.producer
-        builders: dict[tuple[str, int], Any] = {}
-        for topic, key, value, partition in messages:
-            if partition is None:
-                partition = await self._default_partition(topic, key)
-            builder = builders.get((topic, partition))
-            if builder is None:
-                builder = builders[(topic, partition)] = producer.create_batch()
-            if builder.append(key=key, value=value, timestamp=None) is None:  # full
-                await producer.send_batch(builder, topic, partition=partition)
-                builder = builders[(topic, partition)] = producer.create_batch()
-                builder.append(key=key, value=value, timestamp=None)
-        for (topic, partition), builder in builders.items():
-            await producer.send_batch(builder, topic, partition=partition)
+    def _on_lost(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        """The group gave the partitions to someone else (this worker was frozen or cut
+        off): drop everything unsent; anything in flight is refused by the coordinator."""
+        log.warning("lost %d partitions: dropping their state uncommitted", len(partitions))
+        self._failed = True
+        self._callback_error = TransactionAborted("partitions lost")
+        self._drop()
 
-    async def _default_partition(self, topic: str, key: bytes | None) -> int:
-        """The partition Kafka's default partitioner picks (as every producer here uses)."""
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            assert self.producer is not None
-            partitions = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
-        return int(_PARTITIONER(key, partitions, partitions))
+    def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        try:
+            consumer.assign(partitions)  # now, so that a pause below sticks
+            self._assign(consumer, [(tp.topic, tp.partition) for tp in partitions])
+        except BaseException as exc:
+            log.exception("assignment failed")
+            self._callback_error = exc
+
+    def _assign(self, consumer: Consumer, assigned: list[Partition]) -> None:
+        """Restore every assigned stage partition and learn where each input stands."""
+        wanted = sorted({(self._stage_of[t].name, p) for t, p in assigned})
+        changelogs: dict[Partition, tuple[str, int]] = {}
+        for name, partition in wanted:
+            stage = self._stage_by_name(name)
+            if stage.stateful:
+                changelogs[(self._state_topic(name), partition)] = (name, partition)
+            else:
+                self.states[(name, partition)] = stage.new_state(partition)
+        wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
+        restored: dict[Partition, dict[str, object]] = {}
+        for attempt in range(1, RESTORE_ATTEMPTS + 1):
+            try:
+                restored = read_changelog(self._bootstrap, changelogs, wait)
+                break
+            except Exception as exc:  # a leader moving, a broker restarting: try again
+                log.exception("reading changelogs %s failed (%d)", sorted(changelogs), attempt)
+                if attempt == RESTORE_ATTEMPTS:
+                    why = f"changelog unreadable: {type(exc).__name__}"
+                    for key in changelogs.values():
+                        self._unrestorable(consumer, key, why)
+                time.sleep(attempt)
+        for tp, values in restored.items():
+            stage_name, partition = changelogs[tp]
+            state = self._stage_by_name(stage_name).new_state(partition)
+            entry = ""
+            try:
+                for entry, value in values.items():
+                    state.restore(entry, value)
+            except Exception as exc:
+                # the key's kind only: keys hold campaign and click ids, never values
+                kind = entry.split("|", 1)[0]
+                log.exception("cannot restore %s[%d] at a %r key", stage_name, partition, kind)
+                why = f"{type(exc).__name__} at a {kind!r} key"
+                self._unrestorable(consumer, (stage_name, partition), why)
+                continue
+            self.states[(stage_name, partition)] = state
+        committed = consumer.committed([KafkaPartition(t, p) for t, p in assigned], 30)
+        for kp in committed:
+            if (self._stage_of[kp.topic].name, kp.partition) not in self.states:
+                continue
+            offset = kp.offset
+            if offset < 0:  # nothing committed yet: reading starts at the log start
+                offset = consumer.get_watermark_offsets(kp, timeout=10, cached=False)[0]
+            self._positions[(kp.topic, kp.partition)] = offset
+        log.info("assigned %d partitions; restored %d states", len(assigned), len(restored))
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.ready.set)
+
+    def _unrestorable(self, consumer: Consumer, key: tuple[str, int], why: str) -> None:
+        """Pause the partition's inputs: processing it without its state would be wrong."""
+        self.unrestored[key] = why
+        stage_name, partition = key
+        inputs = [KafkaPartition(t, partition) for t in self._stage_by_name(stage_name).topics]
+        consumer.pause(inputs)
+        log.error("%s[%d] paused: its state could not be restored (%s)", stage_name, partition, why)
+
+    def _drop(self) -> None:
+        """Forget every partition: states, what was processed, what was not sent."""
+        self.states.clear()
+        self.unrestored.clear()
+        self._positions.clear()
+        self._changed.clear()
+        self._oldest_ts.clear()
+        self._lag.clear()
+        self._outbox = Outbox()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.ready.clear)
 
     def _stage_by_name(self, name: str) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)
 
-    # -- rebalancing --------------------------------------------------------------------
-    async def on_revoked(self) -> None:
-        """Commit what was processed before partitions can move to another worker."""
-        async with self._lock:
-            if self.producer is not None and not self._failed:
-                await self._commit()
 
-    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Keep states still ours, drop the rest, restore the new ones from changelogs."""
-        wanted = {(self._stage_of[tp.topic].name, tp.partition) for tp in assigned}
-        async with self._lock:
-            for key in set(self.states) - wanted:
-                del self.states[key]
-            missing = sorted(wanted - set(self.states))
-            for name, partition in missing:
-                stage = self._stage_by_name(name)
-                if not stage.stateful:
-                    self.states[(name, partition)] = stage.new_state(partition)
-            changelogs = {
-                TopicPartition(self._state_topic(name), partition): (name, partition)
-                for name, partition in missing
-                if self._stage_by_name(name).stateful
-            }
-            for key in set(self.unrestored) - wanted:
-                del self.unrestored[key]
-            wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
-            try:
-                restored = await read_changelog(self._bootstrap, changelogs, wait)
-            except Exception as exc:
-                log.exception("reading changelogs %s failed", sorted(changelogs))
-                restored = {}
-                for key in changelogs.values():
-                    self._unrestorable(key, f"changelog unreadable: {type(exc).__name__}")
-            for tp, values in restored.items():
-                stage_name, partition = changelogs[tp]
-                state = self._stage_by_name(stage_name).new_state(partition)
-                entry = ""
-                try:
-                    for entry, value in values.items():
-                        state.restore(entry, value)
-                except Exception as exc:
-                    # the key's kind only: keys hold campaign and click ids, never values
-                    kind = entry.split("|", 1)[0]
-                    log.exception("cannot restore %s[%d] at a %r key", stage_name, partition, kind)
-                    self._unrestorable(
-                        (stage_name, partition), f"{type(exc).__name__} at a {kind!r} key"
-                    )
-                    continue
-                self.states[(stage_name, partition)] = state
-                if self.unrestored.pop((stage_name, partition), None) is not None:
-                    log.warning("%s[%d] restored after an earlier failure", stage_name, partition)
-            log.info("assigned %d partitions; restored %d states", len(assigned), len(missing))
-        self.ready.set()
-
-    def _unrestorable(self, key: tuple[str, int], why: str) -> None:
-        """Pause the partition's inputs: processing it without its state would be wrong."""
-        self.unrestored[key] = why
-        stage_name, partition = key
-        assert self.consumer is not None
-        inputs = [TopicPartition(t, partition) for t in self._stage_by_name(stage_name).topics]
-        self.consumer.pause(*inputs)
-        log.error("%s[%d] paused: its state could not be restored (%s)", stage_name, partition, why)
-
-
-@dataclass(slots=True)
-class _Transaction:
-    out: Outbox
-    changelog: list[tuple[str, bytes | None, bytes | None, int | None]]
-    offsets: dict[TopicPartition, int]
-    oldest_ts: dict[TopicPartition, int]
-    lag: dict[TopicPartition, int]
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._worker.on_revoked()
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._worker.on_assigned(set(assigned))
+def _by_partition(messages: list[Message]) -> dict[Partition, list[Record]]:
+    """Each partition's records in offset order; errors other than end-of-partition raise."""
+    batches: dict[Partition, list[Record]] = {}
+    for m in messages:
+        error = m.error()
+        if error is not None:
+            if error.code() == PARTITION_EOF:
+                continue
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("consumer: %s", error.str())
+            continue
+        topic, partition = m.topic() or "", m.partition() or 0
+        batch = batches.get((topic, partition))
+        if batch is None:
+            batch = batches[(topic, partition)] = []
+        kind, timestamp = m.timestamp()
+        when = timestamp if kind != TIMESTAMP_NOT_AVAILABLE else None
+        batch.append(Record(topic, partition, m.offset() or 0, when, m.key(), m.value()))
+    return batches

@@ -1,20 +1,23 @@
 """Where generated records go: a JSONL file (for tests and replays) or the Kafka topics.
 
-The Kafka sink never waits for a delivery per record: ``producer.send()`` only enqueues,
-and the delivery futures are gathered every ``flush_every`` records and at the end, so
-throughput is bounded by the broker, not by round trips.
+The Kafka sink never waits for a delivery per record: ``producer.send()`` only enqueues
+(librdkafka's ``produce()``, one C call), delivery reports are served every few thousand
+records and at the end, and the first failed delivery is raised, so throughput is bounded
+by the broker, not by round trips, and nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol, Self
 
+import confluent_kafka
 import orjson
 from rich.progress import (
     BarColumn,
@@ -31,12 +34,13 @@ from rich.text import Text
 
 from ..domain.events import EventKind
 from ..domain.money import CurrencyTable
+from ..engine.clients import producer_config
 from ..settings import Settings
 from .profiles import Scenario
 from .traffic import Emitted, TrafficGenerator, TruthHook, estimate_records
 from .truth import GroundTruth
 
-MAX_BATCH_BYTES = 256 * 1024
+log = logging.getLogger(__name__)
 
 
 class JsonlSink:
@@ -99,7 +103,12 @@ def jsonl_line(record: Emitted) -> bytes:
 
 
 class Producer(Protocol):
-    """The slice of ``aiokafka.AIOKafkaProducer`` the sink uses (a fake in unit tests)."""
+    """What the sink needs of a producer: :class:`KafkaProducer`, or a fake in unit tests.
+
+    ``send`` only enqueues. It may return a future of the delivery (the sink gathers those
+    every ``flush_every`` records) or None when failures are raised by a later ``send`` or
+    by ``flush`` instead.
+    """
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -111,21 +120,131 @@ class Producer(Protocol):
         key: bytes | None = None,
         partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> asyncio.Future[Any]: ...
+    ) -> asyncio.Future[Any] | None: ...
+
+
+class KafkaProducer:
+    """A confluent-kafka producer behind the sink's async :class:`Producer` interface.
+
+    ``config`` should come from :func:`stream_app.engine.clients.producer_config` (Kafka's
+    murmur2 partitioner, which the co-partitioned topics rely on).
+
+    ``send`` enqueues with ``produce()`` and serves delivery reports with ``poll(0)`` every
+    ``poll_every`` records; only failures are reported (``delivery.report.only.error``),
+    and the first one fails the next ``send`` or ``flush``. A full local queue makes
+    ``send`` wait for deliveries (in a thread) instead of failing.
+    """
+
+    STOP_FLUSH_SECONDS = 10.0
+
+    def __init__(self, config: dict[str, Any], *, poll_every: int = 1000) -> None:
+        self._config = {
+            **config,
+            "on_delivery": self._on_delivery,
+            "delivery.report.only.error": True,
+        }
+        self._poll_every = poll_every
+        self._producer: confluent_kafka.Producer | None = None
+        self._unpolled = 0
+        self._error: confluent_kafka.KafkaError | None = None
+        self._error_topic: str | None = None
+        self.failed = 0
+        """Records whose delivery failed."""
+
+    def _on_delivery(
+        self, error: confluent_kafka.KafkaError | None, message: confluent_kafka.Message
+    ) -> None:
+        if error is None:
+            return
+        self.failed += 1
+        if self._error is None:
+            self._error = error
+            self._error_topic = message.topic()
+            log.error("delivery to %s failed: %s", self._error_topic, error)
+
+    def _raise_failed(self) -> None:
+        if self._error is not None:
+            exc = confluent_kafka.KafkaException(self._error)
+            exc.add_note(f"delivery to {self._error_topic} failed ({self.failed} records so far)")
+            raise exc
+
+    async def start(self) -> None:
+        self._producer = confluent_kafka.Producer(self._config)
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError("KafkaProducer is not started")
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value,
+                    key,
+                    -1 if partition is None else partition,
+                    timestamp=timestamp_ms or 0,  # 0: none given (the broker stamps it)
+                )
+            except BufferError:  # the local queue is full: let deliveries catch up
+                pass
+            else:
+                break
+            await asyncio.to_thread(producer.poll, 0.1)
+            self._raise_failed()
+        self._unpolled += 1
+        if self._unpolled >= self._poll_every:
+            self._unpolled = 0
+            producer.poll(0)
+            self._raise_failed()
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is delivered; raises the first failure."""
+        if self._producer is not None:
+            await asyncio.to_thread(self._producer.flush)
+            self._unpolled = 0
+        self._raise_failed()
+
+    async def stop(self) -> None:
+        """Deliver what is still queued (for a bounded time), then close.
+
+        Never raises: on the success path ``flush`` has already reported failures, and on
+        an error path the original error matters; what is lost here is logged.
+        """
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+
+        def close() -> None:
+            undelivered = producer.flush(self.STOP_FLUSH_SECONDS)
+            if undelivered:
+                producer.purge()
+                producer.poll(0)
+                log.warning("%d records not delivered when the producer stopped", undelivered)
+            producer.close()
+
+        await asyncio.to_thread(close)
+        if self.failed:
+            log.warning("%d records failed delivery (first: %s)", self.failed, self._error)
 
 
 def kafka_producer(settings: Settings) -> Producer:
-    from aiokafka import AIOKafkaProducer
-
-    producer: Producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id="stream-app-generator",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=20,
-        max_batch_size=MAX_BATCH_BYTES,
+    return KafkaProducer(
+        producer_config(
+            settings.bootstrap_servers,
+            {
+                "client.id": "stream-app-generator",
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 20,
+            },
+        )
     )
-    return producer
 
 
 def topic_names(settings: Settings) -> dict[EventKind, str]:
@@ -220,7 +339,8 @@ class KafkaSink:
             key=record.key or None,
             timestamp_ms=record.timestamp_ms,
         )
-        self._pending.append(future)
+        if future is not None:
+            self._pending.append(future)
         self.sent += 1
         if len(self._pending) >= self._flush_every:
             await self._gather()

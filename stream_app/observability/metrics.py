@@ -12,7 +12,6 @@ import contextlib
 import functools
 from collections.abc import Iterable, Mapping
 
-from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..domain.records import Metrics as RecordMetrics
@@ -208,7 +207,7 @@ class Metrics:
         self,
         out: Outbox,
         duration: float,
-        oldest_ms: Mapping[TopicPartition, int],
+        oldest_ms: Mapping[tuple[str, int], int],
         lag: Mapping[str, int],
         now: float,
         worker: str = "roi",

@@ -21,15 +21,21 @@ from .ports import free_ports
 
 
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of the session's broker."""
+def kafka_config(tmp_path_factory: pytest.TempPathFactory) -> LocalKafkaConfig:
+    """The session broker's configuration (a test may stop and start it)."""
     port, controller_port = free_ports(2)
-    config = replace(
+    return replace(
         LocalKafkaConfig.from_env(),
         port=port,
         controller_port=controller_port,
         data_dir=tmp_path_factory.mktemp("kafka"),
     )
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_config: LocalKafkaConfig) -> Iterator[str]:
+    """Bootstrap address of the session's broker."""
+    config = kafka_config
     info = start(config)
     try:
         yield info.bootstrap

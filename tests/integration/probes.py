@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from stream_app.settings import Settings
+
+from .kafka_io import produce
 
 
 async def to_every_partition(settings: Settings, topic: str, value: dict[str, object]) -> None:
     """``value`` with ``{p}`` in its string fields replaced by the partition number."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for p in range(settings.partitions):
-            filled = {k: v.format(p=p) if isinstance(v, str) else v for k, v in value.items()}
-            await producer.send_and_wait(topic, orjson.dumps(filled), b"probe", partition=p)
-    finally:
-        await producer.stop()
+    records = []
+    for p in range(settings.partitions):
+        filled = {k: v.format(p=p) if isinstance(v, str) else v for k, v in value.items()}
+        records.append((topic, "probe", orjson.dumps(filled), p))
+    await produce(settings, records)
 
 
 async def advance_click_time(settings: Settings, ts: float) -> None:

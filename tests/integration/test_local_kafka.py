@@ -1,4 +1,4 @@
-"""The local broker for real: Maven-resolved jars, a KRaft JVM, aiokafka clients.
+"""The local broker for real: Maven-resolved jars, a KRaft JVM, confluent-kafka clients.
 
 The broker runs on free (non-default) ports with a temporary data dir, so a developer's
 own broker on 9092 is never touched; the jar cache is the shared one, so only the very
@@ -17,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_app.kafka_local import (
     BrokerInfo,
@@ -64,37 +64,38 @@ def broker(cfg: LocalKafkaConfig) -> BrokerInfo:
     return start(cfg)
 
 
-async def _create_topic(bootstrap: str) -> str:
+def _create_topic(bootstrap: str) -> str:
     name = f"it-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name=name, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until the future resolves
+    futures = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+    futures[name].result(timeout=30)
     return name
 
 
-async def _consume(bootstrap: str, topic: str, isolation: str, until: bytes) -> list[bytes]:
+def _consume(bootstrap: str, topic: str, isolation: str, until: bytes) -> list[bytes]:
     """Read from the beginning until the record ``until`` arrives (or 30 s pass)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"it-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        isolation_level=isolation,
-        enable_auto_commit=False,
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"it-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+            "enable.auto.commit": False,
+        }
     )
-    await consumer.start()
+    consumer.subscribe([topic])
     values: list[bytes] = []
     try:
         for _ in range(60):
-            batches = await consumer.getmany(timeout_ms=500)
-            values += [rec.value for recs in batches.values() for rec in recs if rec.value]
+            for message in consumer.consume(100, 0.5):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                if value := message.value():
+                    values.append(value)
             if until in values:
                 break
     finally:
-        await consumer.stop()
+        consumer.close()
     return values
 
 
@@ -108,15 +109,10 @@ def test_started_broker_answers_kafka_protocol(broker: BrokerInfo, cfg: LocalKaf
     assert cfg.broker_log.stat().st_size > 0, "broker logs must go to the data dir"
 
 
-@pytest.mark.asyncio
-async def test_aiokafka_sees_exactly_this_broker(broker: BrokerInfo) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        cluster = await admin.describe_cluster()
-    finally:
-        await admin.close()
-    nodes = [(b["node_id"], b["host"], b["port"]) for b in cluster["brokers"]]
+def test_confluent_kafka_sees_exactly_this_broker(broker: BrokerInfo) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    cluster = admin.describe_cluster(request_timeout=30).result()
+    nodes = [(b.id, b.host, b.port) for b in cluster.nodes]
     assert nodes == [(1, "127.0.0.1", int(broker.bootstrap.rsplit(":", 1)[1]))]
 
 
@@ -126,48 +122,50 @@ def test_second_start_reuses_the_running_broker(broker: BrokerInfo, cfg: LocalKa
     assert again.pid == broker.pid
 
 
-@pytest.mark.asyncio
-async def test_produce_consume_round_trip(broker: BrokerInfo) -> None:
-    topic = await _create_topic(broker.bootstrap)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=True
+def test_produce_consume_round_trip(broker: BrokerInfo) -> None:
+    topic = _create_topic(broker.bootstrap)
+    failures: list[object] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "on_delivery": lambda err, _: failures.append(err),
+        }
     )
-    await producer.start()
-    try:
-        for value in (b"one", b"two", b"three"):
-            await producer.send_and_wait(topic, value, key=b"k")
-    finally:
-        await producer.stop()
-    assert await _consume(broker.bootstrap, topic, "read_uncommitted", b"three") == [
+    for value in (b"one", b"two", b"three"):
+        producer.produce(topic, value, b"k")
+    assert producer.flush(30) == 0
+    assert failures == [None, None, None]  # every delivery reported, none failed
+    assert _consume(broker.bootstrap, topic, "read_uncommitted", b"three") == [
         b"one",
         b"two",
         b"three",
     ]
 
 
-@pytest.mark.asyncio
-async def test_transactions_commit_and_abort_on_one_node(broker: BrokerInfo) -> None:
-    topic = await _create_topic(broker.bootstrap)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker.bootstrap, transactional_id=f"it-{uuid.uuid4().hex[:8]}"
+def test_transactions_commit_and_abort_on_one_node(broker: BrokerInfo) -> None:
+    topic = _create_topic(broker.bootstrap)
+    producer = Producer(
+        {"bootstrap.servers": broker.bootstrap, "transactional.id": f"it-{uuid.uuid4().hex[:8]}"}
     )
-    await producer.start()  # InitProducerId: needs __transaction_state at RF 1
-    try:
-        async with producer.transaction():
-            await producer.send(topic, b"committed-1")
-            await producer.send(topic, b"committed-2")
-        await producer.begin_transaction()
-        await producer.send(topic, b"aborted")
-        await producer.abort_transaction()
-        async with producer.transaction():
-            await producer.send(topic, b"committed-3")
-    finally:
-        await producer.stop()
+    producer.init_transactions(60)  # InitProducerId: needs __transaction_state at RF 1
+    producer.begin_transaction()
+    producer.produce(topic, b"committed-1")
+    producer.produce(topic, b"committed-2")
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"aborted")
+    producer.flush(30)  # written to the log, so read_committed must filter it
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"committed-3")
+    producer.commit_transaction(30)
 
-    committed = await _consume(broker.bootstrap, topic, "read_committed", b"committed-3")
+    committed = _consume(broker.bootstrap, topic, "read_committed", b"committed-3")
     assert committed == [b"committed-1", b"committed-2", b"committed-3"]
     # The aborted record really was written: read_committed filtered it, not luck.
-    raw = await _consume(broker.bootstrap, topic, "read_uncommitted", b"committed-3")
+    raw = _consume(broker.bootstrap, topic, "read_uncommitted", b"committed-3")
     assert b"aborted" in raw
 
 

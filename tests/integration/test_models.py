@@ -100,7 +100,9 @@ async def test_models_continue_after_a_restart_and_every_click_teaches_once(
             len(s.clicks) for (stage, _), s in worker.states.items() if stage == "attribution"
         )
         learned = sum(seen for seen, _, _ in state.values())
-        return total_clicks >= n_first and learned > 0
+        # forecasters learn once aggregation has every source's progress, a commit later
+        forecasts = sum(forecasters(worker).values())
+        return total_clicks >= n_first and learned > 0 and forecasts > 0
 
     before = await run_until(settings, scored_all_first)
     saved, saved_forecasts = models(before), forecasters(before)
@@ -119,11 +121,13 @@ async def test_models_continue_after_a_restart_and_every_click_teaches_once(
             "enable.auto.commit": False,
         }
     )
+    after._loop = asyncio.get_running_loop()  # which run() sets: _assign signals ready there
     try:
         assigned = [(topic, p) for topic in after._stage_of for p in range(settings.partitions)]
         await asyncio.to_thread(after._assign, consumer, assigned)
     finally:
         consumer.close()
+    assert not after.unrestored
     assert models(after) == saved
     assert forecasters(after) == saved_forecasts
 

@@ -6,7 +6,6 @@ import base64
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from stream_app.domain.records import DeadLetter, ScoredReview, UnattributedConversion, WindowRoi
@@ -16,6 +15,7 @@ from stream_app.outputs import decode_all, latest_by_campaign, read_all
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
 
+from .kafka_io import produce
 from .running import run_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -63,17 +63,6 @@ def spend(n: int, campaign: str, amount: float, ts: float) -> bytes:
             "ts": ts,
         }
     )
-
-
-async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for topic, key, value in records:
-            await producer.send(topic, value=value, key=key.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def test_roi_attribution_duplicates_and_dead_letters(make_settings) -> None:  # type: ignore[no-untyped-def]

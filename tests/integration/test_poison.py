@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from stream_app.domain.records import DeadLetter
@@ -34,25 +33,13 @@ from stream_app.runner import build_worker, health
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
 
+from .kafka_io import produce
 from .running import run_until
 from .test_pipeline import click, spend
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 T0 = 1_767_225_600.0
-
-
-async def produce(
-    settings: Settings, records: Sequence[tuple[str, str, bytes, int | None]]
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for topic, key, value, partition in records:
-            await producer.send(topic, value=value, key=key.encode(), partition=partition)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 def json_event(doc: dict[str, Any], *, ascii_only: bool = True) -> bytes:

@@ -25,6 +25,7 @@ from stream_app.domain.records import (
     UnattributedConversion,
 )
 from stream_app.generator import GroundTruth, Scenario, generate_to_kafka
+from stream_app.kafka_local import LocalKafkaConfig, start, stop
 from stream_app.outputs import decode_all, latest_by_campaign, read_all
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
@@ -226,3 +227,21 @@ async def test_partitions_move_to_the_survivor_when_a_worker_dies(workers: Worke
     await advance_click_time(settings, t0 + 240.0 + 10 * GRACE)
     await assert_exactly_once(settings, first, second)
     assert survivor.poll() is None
+
+
+async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
+    workers: Workers, kafka_config: LocalKafkaConfig
+) -> None:
+    settings = workers.settings
+    await create_topics(settings)
+    t0 = 1_767_225_600.0
+    first = await generate_to_kafka(scenario(5, t0, 120.0), settings)
+    proc = workers.start("w1")
+    await asyncio.sleep(5.0)  # joined and mid-way through the first run's records
+    await asyncio.to_thread(stop, kafka_config)  # transactions, fetches, the group all cut
+    await asyncio.sleep(3.0)
+    await asyncio.to_thread(start, kafka_config)
+    second = await generate_to_kafka(scenario(6, t0 + 120.0, 120.0), settings, rate=4000.0)
+    await advance_click_time(settings, t0 + 240.0 + 10 * GRACE)
+    await assert_exactly_once(settings, first, second)
+    assert proc.poll() is None, "the worker did not ride out the broker restart"

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 
 import msgspec
 import orjson
-from aiokafka.structs import ConsumerRecord
 
 from stream_app.agents.reviews import ReviewAgent
 from stream_app.domain.records import DeadLetter, ScoredReview
-from stream_app.engine.stage import Outbox
+from stream_app.engine.stage import Outbox, Record
 from stream_app.sentiment import SentimentScore
 from stream_app.settings import Settings
 
@@ -36,10 +35,10 @@ class Scorer:
         return SentimentScore("positive" if good else "negative", 0.8 if good else -0.6, False)
 
 
-def record(offset: int, text: str, key: bytes = b"whatever") -> ConsumerRecord[bytes, bytes]:
+def record(offset: int, text: str, key: bytes = b"whatever") -> Record:
     value = {"schema_version": 1, "event_id": f"r{offset}", "campaign_id": "c1", "text": text}
     value["ts"] = 1.0
-    return ConsumerRecord(TOPIC, 0, offset, 0, 0, key, orjson.dumps(value), None, 0, 0, [])  # type: ignore[call-arg]
+    return Record(TOPIC, 0, offset, 0, key, orjson.dumps(value))
 
 
 async def test_a_text_that_breaks_the_model_is_dead_lettered_and_the_rest_scored() -> None:

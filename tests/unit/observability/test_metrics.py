@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from stream_app.domain.outcomes import Outcome
@@ -36,9 +35,7 @@ def test_counters_and_latency_follow_the_commit() -> None:
     out.outcomes[("clicks", Outcome.ACCEPTED)] += 7
     out.dead_letters["bad_json"] += 2
     out.unattributed["unknown_click"] += 1
-    metrics.observe_commit(
-        out, 0.02, {TopicPartition("clicks", 0): 1_000_000}, {"clicks": 3}, 1_001.5
-    )
+    metrics.observe_commit(out, 0.02, {("clicks", 0): 1_000_000}, {"clicks": 3}, 1_001.5)
     assert value(registry, "stream_app_events_total", topic="clicks", outcome="accepted") == 7
     assert value(registry, "stream_app_dead_letters_total", reason="bad_json") == 2
     assert value(registry, "stream_app_conversions_unattributed_total", reason="unknown_click") == 1
