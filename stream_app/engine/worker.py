@@ -403,10 +403,9 @@ class Worker:
         try:
             consumer.assign(partitions)  # now, so that a pause below sticks
             self._assign(consumer, [(tp.topic, tp.partition) for tp in partitions])
-        except Exception as exc:  # e.g. the broker unreachable mid-rebalance: rejoin
+        except BaseException as exc:
             log.exception("assignment failed")
-            self._failed = True
-            self._callback_error = TransactionAborted(f"assignment failed: {exc!r}")
+            self._callback_error = exc
 
     def _assign(self, consumer: Consumer, assigned: list[Partition]) -> None:
         """Restore every assigned stage partition and learn where each input stands."""
