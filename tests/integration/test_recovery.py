@@ -229,6 +229,11 @@ async def test_partitions_move_to_the_survivor_when_a_worker_dies(workers: Worke
     assert survivor.poll() is None
 
 
+@pytest.mark.xfail(
+    reason="issue 12, open: when the outage outlasts the session, the worker loses its "
+    "partitions and its rejoin has stalled (1 of 8 runs); docs/topology.md, failure modes",
+    strict=False,
+)
 async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     workers: Workers, kafka_config: LocalKafkaConfig
 ) -> None:
