@@ -86,8 +86,9 @@ async def create_topics(settings: Settings) -> list[str]:
 
 
 def _create_topics(settings: Settings) -> list[str]:
-    admin = AdminClient(client_config(settings.kafka))
-    existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+    errors: list[KafkaError] = []
+    admin = AdminClient(client_config(settings.kafka, {"error_cb": errors.append}))
+    existing = set(_first_metadata(admin, errors, settings).topics)
     missing = [s for s in topic_specs(settings) if s.topic not in existing]
     if not missing:
         return []
