@@ -35,10 +35,11 @@ demo-deps:  ## check for java (17+) and mvn on PATH; installs nothing
 	command -v mvn >/dev/null || { miss="$${miss:+$$miss and }Maven (mvn)"; pkgs="$${pkgs:+$$pkgs }maven"; }; \
 	[ -z "$$miss" ] || { echo "make demo needs $$miss on PATH (Debian: apt-get install $$pkgs)" >&2; exit 1; }
 
-test-deps:  ## promtool, amtool, Java 17+, Maven for the tests: apt-get installs the missing ones
+test-deps:  ## promtool, amtool, docker-compose (config check only), Java 17+, Maven: apt-get installs the missing ones
 	@$(JAVA17); pkgs=; \
 	command -v promtool >/dev/null || pkgs="$$pkgs prometheus"; \
 	command -v amtool >/dev/null || pkgs="$$pkgs prometheus-alertmanager"; \
+	command -v docker-compose >/dev/null || pkgs="$$pkgs docker-compose"; \
 	java17 || pkgs="$$pkgs openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || pkgs="$$pkgs maven"; \
 	[ -n "$$pkgs" ] || exit 0; \
@@ -48,8 +49,9 @@ test-deps:  ## promtool, amtool, Java 17+, Maven for the tests: apt-get installs
 	  echo "test-deps: apt-get update failed (lists locked?); retry in 10 s"; sleep 10; \
 	done; \
 	$(APT_GET) install -y --no-install-recommends $$pkgs; \
-	command -v promtool >/dev/null && command -v amtool >/dev/null && command -v mvn >/dev/null && java17 \
-	  || { echo "test-deps: still missing promtool, amtool, mvn or Java 17+ after apt-get" >&2; exit 1; }
+	command -v promtool >/dev/null && command -v amtool >/dev/null && command -v docker-compose >/dev/null \
+	  && command -v mvn >/dev/null && java17 \
+	  || { echo "test-deps: still missing promtool, amtool, docker-compose, mvn or Java 17+ after apt-get" >&2; exit 1; }
 
 system-deps: test-deps  ## the old name of test-deps
 

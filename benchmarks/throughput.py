@@ -245,7 +245,7 @@ def fill(settings: Settings, records: Sequence[Emitted]) -> dict[Partition, int]
 
     producer = Producer(
         producer_config(
-            settings.bootstrap_servers,
+            settings.kafka,
             {
                 "acks": "all",
                 "enable.idempotence": True,
@@ -268,7 +268,7 @@ def fill(settings: Settings, records: Sequence[Emitted]) -> dict[Partition, int]
     left = producer.flush(60)
     if left or failed:
         raise RuntimeError(f"filling failed: {left} undelivered, errors {failed[:3]}")
-    consumer = Consumer(client_config(settings.bootstrap_servers, {"group.id": "bench-fill"}))
+    consumer = Consumer(client_config(settings.kafka, {"group.id": "bench-fill"}))
     try:
         ends = {
             (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
@@ -284,7 +284,7 @@ def fill(settings: Settings, records: Sequence[Emitted]) -> dict[Partition, int]
 
 def drop(settings: Settings, group: bool) -> None:
     """Delete the run's topics (and the worker's consumer group) so the broker stays small."""
-    admin = AdminClient(client_config(settings.bootstrap_servers))
+    admin = AdminClient(client_config(settings.kafka))
     names = [spec.topic for spec in topic_specs(settings)]
     for future in admin.delete_topics(names, operation_timeout=30).values():
         with contextlib.suppress(KafkaException):
@@ -359,7 +359,7 @@ def raw_confluent(row: Row, settings: Settings, work: Workload, limit: float) ->
     total = len(work.records)
     consumer = Consumer(
         client_config(
-            settings.bootstrap_servers,
+            settings.kafka,
             {"group.id": f"{settings.app_id}-raw", "enable.auto.commit": False, **config},
         )
     )
@@ -454,7 +454,7 @@ class Progress:
         # read_committed: librdkafka asks for stable offsets (waits out pending ones)
         self.consumer = Consumer(
             client_config(
-                settings.bootstrap_servers,
+                settings.kafka,
                 {
                     "group.id": settings.consumer_group,
                     "enable.auto.commit": False,
@@ -544,9 +544,7 @@ async def check_truth(settings: Settings, truth: GroundTruth, limit: float = 30.
     """``campaign-roi-latest`` equals the ground truth (retried while commit markers land)."""
     deadline = time.monotonic() + limit
     while True:
-        latest = await latest_by_campaign(
-            settings.bootstrap_servers, settings.topics.campaign_roi_latest
-        )
+        latest = await latest_by_campaign(settings.kafka, settings.topics.campaign_roi_latest)
         problems = []
         for cid in sorted(set(truth.campaigns) | set(latest)):
             want = truth.campaigns.get(cid)

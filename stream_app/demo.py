@@ -160,14 +160,14 @@ class Demo:
 
     async def _follow_latest(self) -> None:
         topic = self.settings.topics.campaign_roi_latest
-        async for record in follow(self.settings.bootstrap_servers, topic, CampaignLatest):
+        async for record in follow(self.settings.kafka, topic, CampaignLatest):
             current = self.latest.get(record.campaign_id)
             if current is None or record.revision >= current.revision:
                 self.latest[record.campaign_id] = record
 
     async def _count_dead_letters(self) -> None:
         topic = self.settings.topics.dead_letter
-        async for _ in follow(self.settings.bootstrap_servers, topic, DeadLetter):
+        async for _ in follow(self.settings.kafka, topic, DeadLetter):
             self.dead_letters += 1
 
     def _view(self) -> Group:

@@ -24,7 +24,7 @@ from confluent_kafka import (
 )
 
 from .domain.records import CampaignLatest
-from .engine.clients import PARTITION_EOF, client_config
+from .engine.clients import PARTITION_EOF, Kafka, client_config
 from .engine.stage import Record
 
 T = TypeVar("T")
@@ -39,7 +39,7 @@ _WAIT_S = 0.1
 transaction marker or aborted records, which advance the position but yield no record."""
 
 
-def _consumer(bootstrap_servers: str) -> Consumer:
+def _consumer(bootstrap_servers: Kafka) -> Consumer:
     return Consumer(
         client_config(
             bootstrap_servers,
@@ -103,7 +103,7 @@ def _is_record(message: Message) -> bool:
     raise KafkaException(error)
 
 
-async def read_all(bootstrap_servers: str, topic: str, *, timeout_ms: int = 1000) -> list[Record]:
+async def read_all(bootstrap_servers: Kafka, topic: str, *, timeout_ms: int = 1000) -> list[Record]:
     """Every committed record of ``topic`` up to its current end, in partition order.
 
     The end is each partition's last stable offset when the call starts (read_committed):
@@ -120,7 +120,7 @@ async def read_all(bootstrap_servers: str, topic: str, *, timeout_ms: int = 1000
 
 
 def _read_all(
-    bootstrap_servers: str, topic: str, timeout_s: float, cancelled: threading.Event
+    bootstrap_servers: Kafka, topic: str, timeout_s: float, cancelled: threading.Event
 ) -> list[Record]:
     consumer = _consumer(bootstrap_servers)
     try:
@@ -164,7 +164,7 @@ def decode_all(records: list[Record], type_: type[T]) -> list[T]:
     return [decoder.decode(r.value) for r in records if r.value is not None]
 
 
-async def latest_by_campaign(bootstrap_servers: str, topic: str) -> dict[str, CampaignLatest]:
+async def latest_by_campaign(bootstrap_servers: Kafka, topic: str) -> dict[str, CampaignLatest]:
     """The newest ``campaign-roi-latest`` record of each campaign (what a bidder sees)."""
     latest: dict[str, CampaignLatest] = {}
     for record in decode_all(await read_all(bootstrap_servers, topic), CampaignLatest):
@@ -175,7 +175,7 @@ async def latest_by_campaign(bootstrap_servers: str, topic: str) -> dict[str, Ca
 
 
 async def follow(
-    bootstrap_servers: str, topic: str, type_: type[T], *, from_beginning: bool = True
+    bootstrap_servers: Kafka, topic: str, type_: type[T], *, from_beginning: bool = True
 ) -> AsyncIterator[T]:
     """Decode records of ``topic`` as they are committed, forever.
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from .agents import AggregationAgent, AttributionAgent, ReviewAgent
 from .engine import Stage, Worker
-from .observability import Metrics, serve_http
+from .observability import CommitWatch, Metrics, serve_http
 from .settings import Settings
 from .topics import create_topics
 
@@ -45,7 +45,7 @@ def _worker(
     transactional_id = f"{settings.app_id}-{settings.worker_id}{suffix}"
     worker = Worker(
         stages,
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.kafka,
         group_id=settings.consumer_group + suffix,
         transactional_id=transactional_id,
         state_topic=settings.state_topic,
@@ -90,8 +90,11 @@ async def run_worker(settings: Settings) -> None:
     metrics = Metrics(registry, settings.metrics_max_campaigns)
     workers = build_workers(settings, metrics)
     if settings.metrics_port:
-        serve_http(settings.metrics_port, "127.0.0.1", registry, lambda: health(workers))
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        watch = CommitWatch(settings.healthz_max_commit_age_seconds)
+        address = settings.metrics_bind_address
+        serve_http(settings.metrics_port, address, registry, lambda: health(workers, watch))
+        host = f"[{address}]" if ":" in address else address
+        log.info("metrics on http://%s:%d/metrics", host, settings.metrics_port)
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -118,9 +121,16 @@ async def run_worker(settings: Settings) -> None:
     )
 
 
-def health(workers: Sequence[Worker]) -> str | None:
-    """Why the process is not healthy, or None: every worker assigned and restored."""
+def health(workers: Sequence[Worker], watch: CommitWatch | None = None) -> str | None:
+    """Why the process is not healthy, or None: every worker assigned and restored, and
+    (with ``watch``) committing what it processes."""
     problems = [problem for w in workers if (problem := w.health()) is not None]
+    if watch is not None:
+        for w in workers:
+            name = "+".join(stage.name for stage in w.stages)
+            stuck = watch.check(name, w.processed_records, w.committed_transactions)
+            if stuck is not None:
+                problems.append(stuck)
     return "; ".join(problems) or None
 
 

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .engine.clients import KafkaConnection
 from .kafka_local.config import LocalKafkaConfig
 
 DEFAULT_RATES: dict[str, float] = {
@@ -70,6 +79,48 @@ class Settings(BaseSettings):
         "", description="Kafka to use; empty means the local broker on 127.0.0.1:kafka_port."
     )
     partitions: PositiveInt = Field(4, description="Partitions of every input and state topic.")
+    replication_factor: PositiveInt | None = Field(
+        None,
+        description="Replicas of each topic the product creates (create-topics, worker start); "
+        "empty means the broker's default.replication.factor. 3 on a production cluster. "
+        "Existing topics are left as they are.",
+    )
+    min_insync_replicas: PositiveInt | None = Field(
+        None,
+        description="min.insync.replicas of each topic the product creates; empty means the "
+        "broker's default. Every producer here writes with acks=all, so a write needs this "
+        "many replicas in sync: 2 with 3 replicas survives one broker down without data loss.",
+    )
+
+    # Kafka security (docs/deployment.md): applied to every client the product makes
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="librdkafka security.protocol; SASL_SSL for a managed Kafka."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
+        "PLAIN", description="sasl.mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str = Field("", description="SASL user (PLAIN, SCRAM).")
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="SASL password; never logged or shown (a secret string)."
+    )
+    kafka_ssl_ca_location: Path | None = Field(
+        None, description="PEM file of the CAs to trust; empty means the system's CA store."
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS."
+    )
+    kafka_ssl_key_location: Path | None = Field(
+        None, description="Client private key (PEM) for mutual TLS."
+    )
+    kafka_ssl_key_password: SecretStr = Field(
+        SecretStr(""), description="Password of the client key, if it has one."
+    )
+    kafka_client_config: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Any other librdkafka properties for every client (JSON object, e.g. "
+        '`{"sasl.oauthbearer.method": "oidc", ...}`); values are kept secret. Applied after '
+        "the settings above.",
+    )
 
     # local broker (stream-app kafka start)
     kafka_port: PositiveInt = 9092
@@ -159,6 +210,17 @@ class Settings(BaseSettings):
 
     # observability
     metrics_port: int = Field(9308, ge=0, description="Prometheus /metrics; 0 disables.")
+    metrics_bind_address: str = Field(
+        "127.0.0.1",
+        description="Address /metrics and /healthz listen on: loopback keeps a local run "
+        "private; 0.0.0.0 (all interfaces, as the container sets it) lets Prometheus scrape "
+        "it from another host.",
+    )
+    healthz_max_commit_age_seconds: PositiveFloat = Field(
+        120.0,
+        description="/healthz answers 503 when a worker has processed records but committed "
+        "no transaction for this long (stuck transactions; an idle worker stays healthy).",
+    )
     metrics_max_campaigns: PositiveInt = Field(
         50, description="Campaigns with their own label value; the rest are 'other'."
     )
@@ -174,6 +236,37 @@ class Settings(BaseSettings):
         return {code.upper(): rate for code, rate in rates.items()}
 
     @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        """Refuse a SASL setup without credentials at start, not as a broker timeout later."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        needs_password = sasl and self.kafka_sasl_mechanism != "OAUTHBEARER"
+        if needs_password and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} with "
+                f"{self.kafka_sasl_mechanism} needs kafka_sasl_username and kafka_sasl_password"
+            )
+        if not self.kafka_security_protocol.endswith("SSL"):
+            tls = [
+                name
+                for name in ("kafka_ssl_ca_location", "kafka_ssl_certificate_location")
+                if getattr(self, name) is not None
+            ]
+            if tls:
+                raise ValueError(f"{', '.join(tls)} set, but kafka_security_protocol has no SSL")
+        if (
+            self.min_insync_replicas is not None
+            and self.replication_factor is not None
+            and self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync_replicas} > replication_factor "
+                f"{self.replication_factor}: no write could ever succeed"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _local_bootstrap(self) -> Settings:
         if not self.bootstrap_servers:
             object.__setattr__(self, "bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
@@ -184,6 +277,26 @@ class Settings(BaseSettings):
     @cached_property
     def consumer_group(self) -> str:
         return self.app_id
+
+    @cached_property
+    def kafka(self) -> KafkaConnection:
+        """The cluster for every Kafka client: bootstrap servers plus security settings."""
+        security: dict[str, str] = {"security.protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL_"):
+            security["sasl.mechanism"] = self.kafka_sasl_mechanism
+            if self.kafka_sasl_username:
+                security["sasl.username"] = self.kafka_sasl_username
+                security["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        files = {
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+            "ssl.certificate.location": self.kafka_ssl_certificate_location,
+            "ssl.key.location": self.kafka_ssl_key_location,
+        }
+        security |= {key: str(path) for key, path in files.items() if path is not None}
+        if key_password := self.kafka_ssl_key_password.get_secret_value():
+            security["ssl.key.password"] = key_password
+        security |= {k: v.get_secret_value() for k, v in self.kafka_client_config.items()}
+        return KafkaConnection(self.bootstrap_servers, security)
 
     def local_kafka(self) -> LocalKafkaConfig:
         """The embedded broker's configuration, from the same settings."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from .engine.clients import client_config
+from .engine.clients import AUTHENTICATION_ERRORS, KafkaAuthenticationError, client_config
 from .settings import Settings
 
 ADMIN_TIMEOUT_S = 30.0
@@ -31,14 +32,31 @@ STATE = {
 DEAD_LETTER = {**APPEND_TIME, "max.message.bytes": "1048588"}
 
 
+BROKER_DEFAULT = -1
+"""``NewTopic``'s replication factor that leaves it to the broker (KIP-464)."""
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """Inputs, the repartition topic and the state changelogs share one partition count
-    so that co-partitioned topics line up partition for partition (docs/topology.md)."""
+    so that co-partitioned topics line up partition for partition (docs/topology.md).
+
+    Replication factor and min ISR come from the settings, else from the broker's defaults
+    (``default.replication.factor``, ``min.insync.replicas``), which a managed cluster sets
+    for production and the local single-node broker sets to 1.
+    """
     t = settings.topics
     n = settings.partitions
+    replicas = settings.replication_factor or BROKER_DEFAULT
+    durability = (
+        {"min.insync.replicas": str(settings.min_insync_replicas)}
+        if settings.min_insync_replicas is not None
+        else {}
+    )
 
     def spec(name: str, config: dict[str, str] = APPEND_TIME) -> NewTopic:
-        return NewTopic(name, num_partitions=n, replication_factor=1, config=dict(config))
+        return NewTopic(
+            name, num_partitions=n, replication_factor=replicas, config={**config, **durability}
+        )
 
     return [
         spec(t.clicks),
@@ -68,8 +86,9 @@ async def create_topics(settings: Settings) -> list[str]:
 
 
 def _create_topics(settings: Settings) -> list[str]:
-    admin = AdminClient(client_config(settings.bootstrap_servers))
-    existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+    errors: list[KafkaError] = []
+    admin = AdminClient(client_config(settings.kafka, {"error_cb": errors.append}))
+    existing = set(_first_metadata(admin, errors, settings).topics)
     missing = [s for s in topic_specs(settings) if s.topic not in existing]
     if not missing:
         return []
@@ -85,6 +104,30 @@ def _create_topics(settings: Settings) -> list[str]:
     names = [s.topic for s in missing]
     _wait_for_leaders(admin, names)
     return names
+
+
+def _first_metadata(admin: AdminClient, errors: list[KafkaError], settings: Settings) -> Any:
+    """The cluster's metadata, or KafkaAuthenticationError as soon as the cluster refuses
+    the credentials or the TLS handshake (librdkafka would only time out, after 30 s, with
+    "broker transport failure", and say why in a log line)."""
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while True:
+        try:
+            return admin.list_topics(timeout=1.0)
+        except KafkaException:
+            admin.poll(0)  # serves error_cb
+            refused = [e for e in errors if e.code() in AUTHENTICATION_ERRORS]
+            if refused:
+                user = settings.kafka_sasl_username
+                who = f" of user {user!r}" if user else ""
+                raise KafkaAuthenticationError(
+                    f"Kafka at {settings.bootstrap_servers} ({settings.kafka_security_protocol})"
+                    f" refused the connection{who}: {refused[0].str()}. Check "
+                    "STREAM_APP_KAFKA_SASL_USERNAME, _PASSWORD and the SSL settings "
+                    "(docs/deployment.md)."
+                ) from None
+            if time.monotonic() > deadline:
+                raise
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], limit_seconds: float = 30.0) -> None:

@@ -1,5 +1,11 @@
 """librdkafka configuration shared by every client the product makes (one Kafka client).
 
+Every client starts from :func:`client_config`, which takes the cluster as a
+:class:`KafkaConnection` (bootstrap servers plus security: SASL, TLS) or, on a plaintext
+cluster, a bare bootstrap string; so a setting such as ``STREAM_APP_KAFKA_SASL_USERNAME``
+reaches the worker, the restore reader, the outputs reader, the generator and the admin
+client alike (``Settings.kafka`` builds it; ``docs/deployment.md``).
+
 Producers use Kafka's Java-compatible murmur2 partitioner: librdkafka's default hashes
 keys differently, and co-partitioned topics (clicks and conversions by ``click_id``) must
 land records with the same key in the same partition whoever produced them.
@@ -9,7 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from confluent_kafka import KafkaError
 
@@ -28,13 +35,48 @@ PRODUCER_DEFAULTS: Mapping[str, Any] = {
 }
 
 
-def client_config(bootstrap_servers: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``bootstrap.servers`` plus ``extra``, with librdkafka's log routed to Python logging."""
-    return {"bootstrap.servers": bootstrap_servers, "logger": _LOG, **(extra or {})}
+@dataclass(frozen=True, slots=True)
+class KafkaConnection:
+    """Where the cluster is and how to authenticate to it, for every client alike.
+
+    ``security`` holds librdkafka properties (``security.protocol``, ``sasl.*``,
+    ``ssl.*``) with secrets in clear: it is left out of ``repr`` and ``str``, so logging
+    a connection never prints a password.
+    """
+
+    bootstrap_servers: str
+    security: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return self.bootstrap_servers
 
 
-def producer_config(
-    bootstrap_servers: str, extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+Kafka: TypeAlias = KafkaConnection | str
+"""What a Kafka client is given: a connection, or bootstrap servers on a plaintext cluster."""
+
+
+class KafkaAuthenticationError(RuntimeError):
+    """The cluster refused this client's credentials (SASL) or its TLS handshake."""
+
+
+AUTHENTICATION_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})  # noqa: SLF001
+"""librdkafka's local codes for a refused login or TLS handshake: a setting to fix, not an
+outage to wait out."""
+
+
+def client_config(kafka: Kafka, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Bootstrap servers and security of ``kafka``, plus ``extra``, with librdkafka's log
+    routed to Python logging."""
+    if isinstance(kafka, str):
+        kafka = KafkaConnection(kafka)
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        **kafka.security,
+        "logger": _LOG,
+        **(extra or {}),
+    }
+
+
+def producer_config(kafka: Kafka, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A producer's configuration: murmur2 partitioning and batching for throughput."""
-    return client_config(bootstrap_servers, {**PRODUCER_DEFAULTS, **(extra or {})})
+    return client_config(kafka, {**PRODUCER_DEFAULTS, **(extra or {})})

@@ -15,7 +15,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from .clients import PARTITION_EOF, client_config
+from .clients import PARTITION_EOF, Kafka, client_config
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ Partition = tuple[str, int]
 
 
 def read_changelog(
-    bootstrap_servers: str, partitions: Iterable[Partition], wait_seconds: float = 60.0
+    bootstrap_servers: Kafka, partitions: Iterable[Partition], wait_seconds: float = 60.0
 ) -> dict[Partition, dict[str, object]]:
     """The surviving value of every key of each changelog partition, up to its end.
 
@@ -88,7 +88,7 @@ def read_changelog(
 
 
 def _wait_until_stable(
-    bootstrap_servers: str, tps: list[Partition], deadline: float
+    bootstrap_servers: Kafka, tps: list[Partition], deadline: float
 ) -> dict[Partition, int]:
     """End offsets (high watermarks) once every transaction below them is resolved.
 

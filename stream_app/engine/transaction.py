@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from .clients import producer_config
+from .clients import Kafka, producer_config
 from .stage import Outbox
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Transaction:
 class TransactionalProducer:
     """A transactional producer; every method blocks (run it off the event loop)."""
 
-    def __init__(self, bootstrap_servers: str, transactional_id: str, timeout_ms: int) -> None:
+    def __init__(self, bootstrap_servers: Kafka, transactional_id: str, timeout_ms: int) -> None:
         self.producer = Producer(
             producer_config(
                 bootstrap_servers,

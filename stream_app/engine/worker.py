@@ -44,7 +44,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from ..domain.outcomes import Outcome
 from ..domain.validation import Reason
-from .clients import PARTITION_EOF, client_config
+from .clients import PARTITION_EOF, Kafka, client_config
 from .deadletter import dead_letter, dead_letter_key
 from .poison import PoisonGuard
 from .restore import read_changelog
@@ -70,7 +70,7 @@ class Worker:
         self,
         stages: Sequence[Stage],
         *,
-        bootstrap_servers: str,
+        bootstrap_servers: Kafka,
         group_id: str,
         transactional_id: str,
         state_topic: Callable[[str], str],

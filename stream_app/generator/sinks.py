@@ -236,7 +236,7 @@ class KafkaProducer:
 def kafka_producer(settings: Settings) -> Producer:
     return KafkaProducer(
         producer_config(
-            settings.bootstrap_servers,
+            settings.kafka,
             {
                 "client.id": "stream-app-generator",
                 "acks": "all",

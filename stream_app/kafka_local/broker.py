@@ -390,8 +390,7 @@ def _check_same_ports(cfg: LocalKafkaConfig, pid: int) -> None:
         current = cfg.server_properties.read_text()
     except OSError:
         return
-    wanted = f"PLAINTEXT://{HOST}:{cfg.port},CONTROLLER://{HOST}:{cfg.controller_port}"
-    if f"listeners={wanted}" not in current.splitlines():
+    if f"listeners={cfg.listeners}" not in current.splitlines():
         raise BrokerStartError(
             f"a broker (pid {pid}) from {cfg.data_dir} already runs with other ports; "
             "stop it first or use another data dir"
@@ -416,8 +415,8 @@ def start(cfg: LocalKafkaConfig) -> BrokerInfo:
                 raise BrokerStartError(f"{exc}\n{_failure_report(cfg)}") from exc
             return _info(cfg, pid, reused=True, began=began)
         cfg.pid_file.unlink(missing_ok=True)  # stale: process gone or pid reused
-        for port in (cfg.port, cfg.controller_port):
-            if _port_taken(port):
+        for port in (cfg.port, cfg.controller_port, cfg.sasl_port):
+            if port is not None and _port_taken(port):
                 raise BrokerStartError(f"{HOST}:{port} is already in use by another process")
         pid = _launch(cfg, ensure_jars(cfg))
         return _info(cfg, pid, reused=False, began=began)
