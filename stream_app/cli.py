@@ -69,7 +69,7 @@ def create_topics_cmd() -> None:
 
 @app.command()
 def schemas(out: str = typer.Option("schemas", help="Directory to write into.")) -> None:
-    """Write schemas/*.schema.json from the event and record structs."""
+    """Write schemas/*.schema.json, the JSON Schema of each record."""
     from pathlib import Path
 
     import orjson

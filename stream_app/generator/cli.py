@@ -122,7 +122,11 @@ def generate_command(
     bootstrap: BootstrapOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Generate deterministic traffic into the input topics (or a JSONL file)."""
+    """Generate seeded traffic into the input topics or a file.
+
+    Deterministic: the same options give the same bytes. --truth writes what a correct
+    processor must report for exactly these records (docs/generator.md).
+    """
     settings = _settings(bootstrap)
     if live:
         start_ts = time.time()
