@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -45,18 +46,36 @@ HINT = (
 HINT_WITH_OPTION = HINT + " (or pass --bootstrap)"
 
 
-def require_broker(bootstrap: str, hint: str = HINT, timeout: float = PREFLIGHT_TIMEOUT_S) -> None:
+def require_broker(
+    bootstrap: str,
+    hint: str = HINT,
+    timeout: float = PREFLIGHT_TIMEOUT_S,
+    *,
+    topics: Iterable[str] = (),
+) -> None:
     """:func:`check_broker` for commands: on failure print its one line to stderr and exit
-    with :data:`EXIT_NO_BROKER` (no traceback, no client left behind)."""
+    with :data:`EXIT_NO_BROKER` (no traceback, no client left behind). ``topics`` must
+    exist too (else exit 1): a producer would otherwise fail record by record."""
     try:
-        check_broker(bootstrap, timeout, hint)
+        existing = check_broker(bootstrap, timeout, hint)
     except BrokerUnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_NO_BROKER) from None
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        print(
+            f"error: missing topics at {bootstrap}: {', '.join(missing)}; create them with "
+            "'stream-app create-topics' (a worker also creates them when it starts)",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(1)
 
 
-def check_broker(bootstrap: str, timeout: float = PREFLIGHT_TIMEOUT_S, hint: str = HINT) -> None:
-    """Return once a broker at ``bootstrap`` answers a metadata request; raise
+def check_broker(
+    bootstrap: str, timeout: float = PREFLIGHT_TIMEOUT_S, hint: str = HINT
+) -> set[str]:
+    """The topic names, once a broker at ``bootstrap`` answers a metadata request; raise
     :class:`BrokerUnreachableError` when all of them are reported down or ``timeout`` passes."""
     reasons: list[str] = []
     down = False
@@ -82,8 +101,8 @@ def check_broker(bootstrap: str, timeout: float = PREFLIGHT_TIMEOUT_S, hint: str
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin.list_topics(timeout=min(0.5, max(0.05, deadline - time.monotonic())))
-            return
+            metadata = admin.list_topics(timeout=min(0.5, max(0.05, deadline - time.monotonic())))
+            return set(metadata.topics)
         except KafkaException:
             admin.poll(0)  # serves error_cb
         if down or time.monotonic() >= deadline:

@@ -23,7 +23,7 @@ from ..preflight import HINT_WITH_OPTION, require_broker
 from ..settings import Settings
 from .profiles import Scenario
 from .replay import replay_to_kafka, scan
-from .sinks import generate_to_file, generate_to_kafka
+from .sinks import generate_to_file, generate_to_kafka, topic_names
 from .traffic import live_rate
 from .truth import GroundTruth
 
@@ -159,7 +159,9 @@ def generate_command(
         result = generate_to_file(scenario, out, currencies=currencies)
         where = str(out)
     else:
-        require_broker(settings.bootstrap_servers, HINT_WITH_OPTION)
+        require_broker(
+            settings.bootstrap_servers, HINT_WITH_OPTION, topics=topic_names(settings).values()
+        )
         rate = live_rate(scenario) if live else rate
         try:
             result = asyncio.run(
@@ -214,7 +216,9 @@ def replay_command(
         raise typer.Exit(1)
     if not found.valid:
         _fail(f"{file}: no records to replay" + (f" ({found.summary()})" if rejected else ""))
-    require_broker(settings.bootstrap_servers, HINT_WITH_OPTION)
+    require_broker(
+        settings.bootstrap_servers, HINT_WITH_OPTION, topics=topic_names(settings).values()
+    )
     started = time.perf_counter()
     bar = _progress() if progress and found.valid >= LARGE_FILE_RECORDS else None
     try:

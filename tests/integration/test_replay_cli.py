@@ -45,3 +45,24 @@ def test_replay_sends_the_valid_lines_and_names_the_rejected(
     records = asyncio.run(read_all(settings.bootstrap_servers, settings.topics.clicks))
     by_key = {r.key: r.value for r in records}
     assert by_key == {b"k1": b'{"click_id":"k1","ts":1700000000}', b"k2": raw}
+
+
+def test_replay_into_missing_topics_is_one_line(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()  # its topics are never created
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(orjson.dumps({"topic": "spend", "value": {"campaign_id": "c"}}) + b"\n")
+    env = {
+        **os.environ,
+        "STREAM_APP_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "STREAM_APP_TOPIC_PREFIX": settings.topics.prefix,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_app", "replay", str(path)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    output = (result.stdout + result.stderr).strip()
+    assert output.startswith(f"error: missing topics at {settings.bootstrap_servers}: "), output
+    assert settings.topics.spend in output
+    assert "stream-app create-topics" in output
+    assert len(output.splitlines()) == 1, output

@@ -127,3 +127,15 @@ def test_a_file_with_no_records_says_so(tmp_path: Path) -> None:
     result = typer.testing.CliRunner().invoke(app, ["replay", str(path)])
     assert result.exit_code == 1
     assert result.output.strip() == f"error: {path}: no records to replay"
+
+
+def test_the_examples_in_docs_replay(tmp_path: Path) -> None:
+    """docs/generator.md's JSONL and CSV examples are what replay accepts."""
+    doc = (Path(__file__).resolve().parents[3] / "docs/generator.md").read_text()
+    for fence in ("jsonl", "csv"):
+        block = doc.split(f"```{fence}\n", 1)[1].split("```", 1)[0]
+        found = scan(_write(tmp_path, block.strip(), name=f"doc.{fence}"))
+        assert (found.valid, found.rejected) == (
+            len(block.strip().splitlines()) - (fence == "csv"),
+            [],
+        )
