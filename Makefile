@@ -93,9 +93,13 @@ test: test-deps lint  ## everything CI runs: lint, unit and integration tests
 dashboards: setup  ## regenerate grafana/dashboards/*.json from tools/build_dashboards.py
 	$(BIN)/python tools/build_dashboards.py
 
+# Starts the local broker if none runs, and then stops it, whatever way the benchmark ends;
+# a broker that was already running is left running (tests/unit/cli/test_make_bench.py).
 bench: demo-deps setup  ## throughput: worker end to end vs raw consumers on the local broker
-	$(BIN)/stream-app kafka start
-	$(BIN)/python benchmarks/throughput.py
+	@started=; trap '[ -z "$$started" ] || $(BIN)/stream-app kafka stop' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(BIN)/stream-app kafka status >/dev/null 2>&1 || { started=1; $(BIN)/stream-app kafka start; } \
+	  && $(BIN)/python benchmarks/throughput.py
 
 kafka-stop:  ## stop the local broker (demo, bench and the tests start it)
 	@if [ -x $(BIN)/stream-app ]; then $(BIN)/stream-app kafka stop; else echo "no $(BIN)/stream-app: nothing to stop"; fi

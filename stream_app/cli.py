@@ -9,20 +9,36 @@ import typer
 
 from .generator.cli import generator_app
 from .kafka_local.cli import kafka_app
+from .preflight import require_broker
 from .settings import Settings
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+HELP = """Per-campaign ROI from click, conversion, spend and review events on Kafka.
+
+Start with 'stream-app demo'. Every setting is an environment variable
+STREAM_APP_<NAME> (docs/configuration.md); STREAM_APP_BOOTSTRAP_SERVERS picks the
+broker (default: the local one, 'stream-app kafka start')."""
+
+# rich_markup_mode=None: click's plain help, which wraps long option names onto their own line
+# at 80 columns instead of cutting them (Typer's rich panels cut them to "--clicks-per-seco…").
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker.")
 app.add_typer(generator_app)  # generate, replay
 
 
 @app.command()
-def worker(log_level: str = typer.Option("INFO", help="Python log level.")) -> None:
-    """Run one processing worker until Ctrl-C (SIGINT) or SIGTERM."""
+def worker(
+    log_level: str = typer.Option("INFO", help="Python log level (DEBUG, INFO, WARNING...)."),
+) -> None:
+    """Run one processing worker until Ctrl-C or SIGTERM.
+
+    Creates missing topics and serves /metrics (STREAM_APP_METRICS_PORT).
+    """
     from .runner import run_worker
 
+    settings = Settings()
+    require_broker(settings.bootstrap_servers)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_worker(Settings()))
+    asyncio.run(run_worker(settings))
 
 
 @app.command()
@@ -30,7 +46,11 @@ def demo(
     clicks_per_second: float = typer.Option(40.0, help="Synthetic clicks per second."),
     campaigns: int = typer.Option(8, help="Synthetic campaigns."),
 ) -> None:
-    """Start local Kafka, a worker and live traffic, and show per-campaign ROI live."""
+    """Kafka, a worker, live traffic and a live ROI table.
+
+    Starts the local broker unless STREAM_APP_BOOTSTRAP_SERVERS names one. Ctrl-C stops
+    everything the demo started.
+    """
     from .demo import run_demo
 
     run_demo(Settings(), clicks_per_second, campaigns)
@@ -41,13 +61,15 @@ def create_topics_cmd() -> None:
     """Create every topic the processor uses (idempotent)."""
     from .topics import create_topics
 
-    created = asyncio.run(create_topics(Settings()))
+    settings = Settings()
+    require_broker(settings.bootstrap_servers)
+    created = asyncio.run(create_topics(settings))
     typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 
 @app.command()
 def schemas(out: str = typer.Option("schemas", help="Directory to write into.")) -> None:
-    """Write schemas/*.schema.json from the event and record structs."""
+    """Write schemas/*.schema.json, the JSON Schema of each record."""
     from pathlib import Path
 
     import orjson

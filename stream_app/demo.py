@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -21,9 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import kafka_local
-from .domain.records import CampaignLatest, DeadLetter
+from .domain.records import CampaignLatest, DeadLetter, Metrics
 from .generator import Scenario, generate_to_kafka, live_rate
 from .outputs import follow
+from .preflight import require_broker
 from .settings import Settings
 from .topics import create_topics
 
@@ -31,57 +34,113 @@ console = Console()
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.0%}" if abs(value) < 100 else f"{value:+.1e}"
+    """``+12%``; anything that rounds to zero is ``0%`` (never ``-0%``)."""
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:+.1e}"
+    text = f"{value:+.0%}"
+    return "0%" if text in ("+0%", "-0%") else text
 
 
 def _ratio(value: float | None, fmt: str = "{:.2f}") -> str:
     return "—" if value is None else fmt.format(value)
 
 
-def roi_table(latest: dict[str, CampaignLatest], currency: str) -> Table:
-    """One row per campaign: cumulative money and ratios, and the last window's ROI."""
+def _signed(value: float | None) -> Text:
+    return Text(_pct(value), style="red" if (value or 0) < 0 else "")
+
+
+def _roi(m: Metrics) -> Text:
+    return Text(_pct(m.roi), style="red" if m.roi is not None and m.roi < 0 else "green")
+
+
+def _window_roi(r: CampaignLatest) -> float | None:
+    return r.last_window.metrics.roi if r.last_window else None
+
+
+def _nowcast(r: CampaignLatest) -> float | None:
+    return r.last_window.predictions.roi_nowcast if r.last_window else None
+
+
+def _forecast(r: CampaignLatest) -> float | None:
+    closed = r.last_closed_window
+    return closed.predictions.roi_forecast if closed else None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the live table; when space runs out the highest ``drop`` goes first
+    (0: never dropped). ``revision`` (how often the row changed) goes first, the last
+    window's ROI last."""
+
+    header: str
+    drop: int
+    cell: Callable[[CampaignLatest], str | Text]
+    left: bool = False
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("campaign", 0, lambda r: r.campaign_id, left=True),
+    Column("spend", 0, lambda r: f"{r.cumulative.spend:,.2f}"),
+    Column("revenue", 0, lambda r: f"{r.cumulative.revenue:,.2f}"),
+    Column("ROI", 0, lambda r: _roi(r.cumulative)),
+    Column("ROAS", 0, lambda r: _ratio(r.cumulative.roas)),
+    Column("CPA", 3, lambda r: _ratio(r.cumulative.cpa)),
+    Column("CTR", 5, lambda r: _ratio(r.cumulative.ctr, "{:.2%}")),
+    Column("CVR", 4, lambda r: _ratio(r.cumulative.cvr, "{:.2%}")),
+    Column("window ROI", 1, lambda r: _signed(_window_roi(r))),
+    Column("nowcast", 0, lambda r: _signed(_nowcast(r))),
+    Column("forecast", 2, lambda r: _signed(_forecast(r))),
+    Column("sentiment", 0, lambda r: _ratio(r.cumulative.sentiment_mean, "{:+.2f}")),
+    Column("revision", 6, lambda r: str(r.revision)),
+)
+"""In display order. Kept at any width: campaign, spend, revenue, ROI, ROAS, nowcast and
+sentiment (74 columns for eight campaigns with six-figure money: an 80-column terminal)."""
+REQUIRED = tuple(c.header for c in COLUMNS if c.drop == 0)
+
+
+def _table_width(widths: list[int]) -> int:
+    """Width of a rich table with edges and one space of padding each side of each cell."""
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def fit_columns(rows: list[CampaignLatest], width: int | None) -> list[Column]:
+    """The columns that fit ``width`` (all of them for None), dropping the optional ones in
+    ``drop`` order, highest first, until the table fits without cutting a cell."""
+    cells = {c.header: [Text(str(c.cell(r))).cell_len for r in rows] for c in COLUMNS}
+    natural = {h: max([len(h), *lens]) for h, lens in cells.items()}
+    chosen = list(COLUMNS)
+    if width is None:
+        return chosen
+    for column in sorted(COLUMNS, key=lambda c: -c.drop):
+        if _table_width([natural[c.header] for c in chosen]) <= width or column.drop == 0:
+            break
+        chosen.remove(column)
+    return chosen
+
+
+def roi_table(latest: dict[str, CampaignLatest], currency: str, width: int | None = None) -> Table:
+    """One row per campaign: cumulative money and ratios, the last window's ROI and the
+    models' nowcast and forecast, with as many columns as fit ``width``."""
+    rows = [latest[c] for c in sorted(latest)]
+    columns = fit_columns(rows, width)
     table = Table(title=f"Campaign ROI (cumulative, {currency})", expand=True)
-    for column in (
-        "campaign",
-        "spend",
-        "revenue",
-        "ROI",
-        "ROAS",
-        "CPA",
-        "CTR",
-        "CVR",
-        "last window ROI",
-        "nowcast",
-        "forecast",
-        "sentiment",
-        "rev",
-    ):
-        table.add_column(column, justify="left" if column == "campaign" else "right")
+    for column in columns:
+        table.add_column(column.header, justify="left" if column.left else "right", no_wrap=True)
+    for record in rows:
+        table.add_row(*(column.cell(record) for column in columns))
+    return table
+
+
+def plain_lines(latest: dict[str, CampaignLatest]) -> list[str]:
+    """One ``key=value`` line per campaign, for a log or a pipe (no live display there)."""
+    lines = []
     for campaign_id in sorted(latest):
         record = latest[campaign_id]
-        m = record.cumulative
-        window = record.last_window
-        window_roi = window.metrics.roi if window else None
-        nowcast = window.predictions.roi_nowcast if window else None
-        closed = record.last_closed_window
-        forecast = closed.predictions.roi_forecast if closed else None
-        style = "red" if m.roi is not None and m.roi < 0 else "green"
-        table.add_row(
-            campaign_id,
-            f"{m.spend:,.2f}",
-            f"{m.revenue:,.2f}",
-            Text(_pct(m.roi), style=style),
-            _ratio(m.roas),
-            _ratio(m.cpa),
-            _ratio(m.ctr, "{:.2%}"),
-            _ratio(m.cvr, "{:.2%}"),
-            Text(_pct(window_roi), style="red" if (window_roi or 0) < 0 else ""),
-            Text(_pct(nowcast), style="red" if (nowcast or 0) < 0 else ""),
-            Text(_pct(forecast), style="red" if (forecast or 0) < 0 else ""),
-            _ratio(m.sentiment_mean, "{:+.2f}"),
-            str(record.revision),
-        )
-    return table
+        fields = " ".join(f"{c.header.replace(' ', '_')}={c.cell(record)}" for c in COLUMNS[1:])
+        lines.append(f"{campaign_id} {fields}")
+    return lines
 
 
 class Demo:
@@ -94,15 +153,21 @@ class Demo:
         self.started_broker = False
         self.worker: subprocess.Popen[bytes] | None = None
         self.log_path = settings.kafka_data_dir.parent / "demo-worker.log"
+        self.external_broker = "bootstrap_servers" in settings.model_fields_set
+        """STREAM_APP_BOOTSTRAP_SERVERS names a broker: use it, start and stop none."""
 
     async def run(self) -> None:
-        cfg = self.settings.local_kafka()
-        with console.status("Starting Apache Kafka (first run resolves jars from Maven)…"):
-            info = await asyncio.to_thread(kafka_local.start, cfg)
-        self.started_broker = not info.reused
-        console.print(
-            f"Kafka ready at {info.bootstrap} (pid {info.pid}) in {info.startup_seconds:.1f}s"
-        )
+        if self.external_broker:  # checked by run_demo before anything started
+            bootstrap = self.settings.bootstrap_servers
+            console.print(f"Using the Kafka at {bootstrap} (STREAM_APP_BOOTSTRAP_SERVERS)")
+        else:
+            cfg = self.settings.local_kafka()
+            with console.status("Starting Apache Kafka (first run resolves jars from Maven)…"):
+                info = await asyncio.to_thread(kafka_local.start, cfg)
+            self.started_broker = not info.reused
+            console.print(
+                f"Kafka ready at {info.bootstrap} (pid {info.pid}) in {info.startup_seconds:.1f}s"
+            )
         await create_topics(self.settings)
         self.worker = self._spawn_worker()
         tasks = [
@@ -170,17 +235,17 @@ class Demo:
         async for _ in follow(self.settings.kafka, topic, DeadLetter):
             self.dead_letters += 1
 
-    def _view(self) -> Group:
+    def _state(self) -> str:
         worker = self.worker
-        state = (
-            "running"
-            if worker and worker.poll() is None
-            else f"exited ({worker and worker.returncode})"
-        )
+        if worker is None or worker.poll() is None:
+            return "running"
+        return f"exited ({worker.returncode})"
+
+    def _view(self, width: int) -> Group:
         port = self.settings.metrics_port
         header = Text.assemble(
             ("worker ", "bold"),
-            f"{state} · ",
+            f"{self._state()} · ",
             ("metrics ", "bold"),
             f"http://127.0.0.1:{port}/metrics · " if port else "off · ",
             ("dead letters ", "bold"),
@@ -188,23 +253,40 @@ class Demo:
             ("worker log ", "bold"),
             str(self.log_path),
         )
-        footer = Text(
-            "cmp-001's conversion rate collapses 2 minutes in. nowcast: last window's ROI once "
-            "its open clicks convert as expected; forecast: the last closed window's final ROI "
-            "as predicted. The models start cold: their first labels come 7 minutes in, and "
-            "they settle over the first half hour. Ctrl-C stops everything.",
-            style="dim",
-        )
-        return Group(header, roi_table(self.latest, self.settings.reporting_currency), footer)
+        table = roi_table(self.latest, self.settings.reporting_currency, width)
+        return Group(header, table, Text(FOOTER if width >= 120 else SHORT_FOOTER, style="dim"))
 
     async def _live(self) -> None:
-        with Live(self._view(), console=console, refresh_per_second=2, screen=False) as live:
+        if not console.is_terminal:
+            await self._plain()
+            return
+        view = self._view(console.width)
+        with Live(view, console=console, refresh_per_second=2, screen=False) as live:
             while True:
-                live.update(self._view())
+                live.update(self._view(console.width))  # width follows a resized terminal
                 if self.worker is not None and self.worker.poll() is not None:
                     console.print(f"[red]worker exited; see {self.log_path}")
                     return
                 await asyncio.sleep(0.5)
+
+    async def _plain(self) -> None:
+        """Not a terminal (``make demo | tee log``): a block of plain lines now and then,
+        instead of a live display that a pipe would get as escape codes, or not at all."""
+        print(f"worker log: {self.log_path}; a table every {PLAIN_INTERVAL_S:.0f} s", flush=True)
+        shown = -1
+        while True:
+            if self.worker is not None and self.worker.poll() is not None:
+                print(f"worker exited; see {self.log_path}", flush=True)
+                return
+            revisions = sum(r.revision for r in self.latest.values())
+            if self.latest and revisions != shown:
+                shown = revisions
+                stamp = time.strftime("%H:%M:%S")
+                print(f"{stamp} worker {self._state()}, dead letters {self.dead_letters}")
+                for line in plain_lines(self.latest):
+                    print(f"{stamp} {line}")
+                sys.stdout.flush()
+            await asyncio.sleep(PLAIN_INTERVAL_S if self.latest else 0.5)
 
     def shutdown(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
@@ -218,6 +300,19 @@ class Demo:
             console.print("stopping Kafka…")
             kafka_local.stop(self.settings.local_kafka())
 
+
+PLAIN_INTERVAL_S = 10.0
+"""How often the demo prints its plain lines when stdout is not a terminal."""
+FOOTER = (
+    "cmp-001's conversion rate collapses 2 minutes in. nowcast: last window's ROI once "
+    "its open clicks convert as expected; forecast: the last closed window's final ROI "
+    "as predicted. The models start cold: their first labels come 7 minutes in, and "
+    "they settle over the first half hour. Ctrl-C stops everything."
+)
+SHORT_FOOTER = (
+    "cmp-001 collapses 2 min in. nowcast/forecast: the models' ROI of the open/last closed "
+    "window (cold start: labels from 7 min on). Ctrl-C stops everything."
+)
 
 DEMO_ATTRIBUTION_WINDOW_SECONDS = 600.0
 """Short, so that windows mature within minutes; a real deployment keeps the 7-day default."""
@@ -235,6 +330,8 @@ def run_demo(settings: Settings, clicks_per_second: float, campaigns: int) -> No
     unset = {k: v for k, v in defaults.items() if k not in settings.model_fields_set}
     settings = settings.model_copy(update=unset)
     demo = Demo(settings, clicks_per_second, campaigns)
+    if demo.external_broker:
+        require_broker(settings.bootstrap_servers)
     # Library logs go to the demo's log file, not over the live table.
     demo.log_path.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(

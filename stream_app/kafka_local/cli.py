@@ -34,6 +34,7 @@ kafka_app = typer.Typer(
     help="Run a real single-node Apache Kafka (KRaft) on 127.0.0.1, without Docker.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: no option names cut at 80 columns
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -83,9 +84,14 @@ def start_cmd(
     controller_port: ControllerPortOpt = None,
     data_dir: DataDirOpt = None,
     cache_dir: CacheDirOpt = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for readiness.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for readiness (default 60).")
+    ] = None,
 ) -> None:
-    """Start the broker (resolving jars on first use), or reuse the one already running."""
+    """Start the broker, or reuse the one already running.
+
+    The first start resolves the broker's jars from Maven Central (15-60 s).
+    """
     try:
         cfg = _config(port, controller_port, data_dir, cache_dir)
         if timeout is not None:
@@ -127,7 +133,10 @@ def status_cmd(
     controller_port: ControllerPortOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Say whether the broker runs, its pid and bootstrap address (exit 3 if not running)."""
+    """Whether the broker runs, with its pid and address.
+
+    Exits with 3 when it does not run, so scripts can branch on it.
+    """
     try:
         st = status(_config(port, controller_port, data_dir, None))
     except LocalKafkaError as exc:

@@ -119,6 +119,16 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _strip_escapes(path: Path) -> None:
+    """Remove terminal escapes: Debian's ``mvn`` writes colour resets even with
+    ``-Dstyle.color=never``, and a log is read with ``less``, not replayed on a terminal."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return
+    path.write_text(_ANSI.sub("", text))
+
+
 def ensure_jars(cfg: LocalKafkaConfig) -> Path:
     """Return the directory of broker jars, resolving them with Maven only when needed."""
     if jars_ready(cfg):
@@ -142,9 +152,10 @@ def _resolve(cfg: LocalKafkaConfig) -> None:
     partial = root / "lib.partial"
     shutil.rmtree(partial, ignore_errors=True)
     log = root / "resolve.log"
+    # Not -q: resolve.log is for a person finding out what Maven did (what it downloaded
+    # from where, what failed). -B: batch mode, one line per download, no progress bars.
     command = [
         mvn,
-        "-q",
         "-B",
         "-Dstyle.color=never",
         "-f",
@@ -168,6 +179,8 @@ def _resolve(cfg: LocalKafkaConfig) -> None:
             raise JarResolveError(
                 f"Maven did not finish within {RESOLVE_TIMEOUT_S:.0f}s; see {log}"
             ) from None
+        finally:
+            _strip_escapes(log)
     if result.returncode != 0:
         raise JarResolveError(
             f"Maven failed (exit {result.returncode}) resolving {', '.join(artifacts(cfg))}; "
