@@ -36,7 +36,7 @@ def worker(
     from .runner import run_worker
 
     settings = Settings()
-    require_broker(settings.bootstrap_servers)
+    require_broker(settings.kafka)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run_worker(settings))
 
@@ -62,7 +62,7 @@ def create_topics_cmd() -> None:
     from .topics import create_topics
 
     settings = Settings()
-    require_broker(settings.bootstrap_servers)
+    require_broker(settings.kafka)
     created = asyncio.run(create_topics(settings))
     typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
 

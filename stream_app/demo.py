@@ -331,7 +331,7 @@ def run_demo(settings: Settings, clicks_per_second: float, campaigns: int) -> No
     settings = settings.model_copy(update=unset)
     demo = Demo(settings, clicks_per_second, campaigns)
     if demo.external_broker:
-        require_broker(settings.bootstrap_servers)
+        require_broker(settings.kafka)
     # Library logs go to the demo's log file, not over the live table.
     demo.log_path.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(

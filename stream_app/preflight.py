@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from .engine.clients import client_config
+from .engine.clients import Kafka, client_config
 
 PREFLIGHT_TIMEOUT_S = 10.0
 """Longest wait for a broker that accepts connections (or packets) but does not answer."""
@@ -47,7 +47,7 @@ HINT_WITH_OPTION = HINT + " (or pass --bootstrap)"
 
 
 def require_broker(
-    bootstrap: str,
+    kafka: Kafka,
     hint: str = HINT,
     timeout: float = PREFLIGHT_TIMEOUT_S,
     *,
@@ -57,14 +57,14 @@ def require_broker(
     with :data:`EXIT_NO_BROKER` (no traceback, no client left behind). ``topics`` must
     exist too (else exit 1): a producer would otherwise fail record by record."""
     try:
-        existing = check_broker(bootstrap, timeout, hint)
+        existing = check_broker(kafka, timeout, hint)
     except BrokerUnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_NO_BROKER) from None
     missing = [t for t in topics if t not in existing]
     if missing:
         print(
-            f"error: missing topics at {bootstrap}: {', '.join(missing)}; create them with "
+            f"error: missing topics at {kafka}: {', '.join(missing)}; create them with "
             "'stream-app create-topics' (a worker also creates them when it starts)",
             file=sys.stderr,
             flush=True,
@@ -72,25 +72,25 @@ def require_broker(
         raise SystemExit(1)
 
 
-def check_broker(
-    bootstrap: str, timeout: float = PREFLIGHT_TIMEOUT_S, hint: str = HINT
-) -> set[str]:
-    """The topic names, once a broker at ``bootstrap`` answers a metadata request; raise
+def check_broker(kafka: Kafka, timeout: float = PREFLIGHT_TIMEOUT_S, hint: str = HINT) -> set[str]:
+    """The topic names, once a broker at ``kafka`` answers a metadata request; raise
     :class:`BrokerUnreachableError` when all of them are reported down or ``timeout`` passes."""
     reasons: list[str] = []
-    down = False
+    down = refused = False
 
     def on_error(error: KafkaError) -> None:
-        nonlocal down
+        nonlocal down, refused
         if error.code() in _DOWN:
             down = True
+        if error.code() == KafkaError._AUTHENTICATION:  # noqa: SLF001
+            refused = True
         if error.code() != KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001
             reasons.append(_SUFFIX.sub("", _PREFIX.sub("", error.str())))
 
     connect_ms = max(1000, int(timeout * 1000))
     admin = AdminClient(
         client_config(
-            bootstrap,
+            kafka,
             {
                 "logger": _QUIET,
                 "error_cb": on_error,
@@ -105,10 +105,16 @@ def check_broker(
             return set(metadata.topics)
         except KafkaException:
             admin.poll(0)  # serves error_cb
-        if down or time.monotonic() >= deadline:
+        if down or refused or time.monotonic() >= deadline:
             break
     why = f" ({reasons[-1]})" if reasons else f" (no answer in {timeout:.0f} s)"
-    raise BrokerUnreachableError(f"no Kafka broker at {bootstrap}{why}; {hint}.")
+    if refused:
+        raise BrokerUnreachableError(
+            f"the Kafka broker at {kafka} refused our credentials{why}; check the "
+            "STREAM_APP_KAFKA_SECURITY_PROTOCOL and STREAM_APP_KAFKA_SASL_* settings "
+            "(docs/deployment.md)."
+        )
+    raise BrokerUnreachableError(f"no Kafka broker at {kafka}{why}; {hint}.")
 
 
 __all__ = [

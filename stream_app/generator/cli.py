@@ -159,9 +159,7 @@ def generate_command(
         result = generate_to_file(scenario, out, currencies=currencies)
         where = str(out)
     else:
-        require_broker(
-            settings.bootstrap_servers, HINT_WITH_OPTION, topics=topic_names(settings).values()
-        )
+        require_broker(settings.kafka, HINT_WITH_OPTION, topics=topic_names(settings).values())
         rate = live_rate(scenario) if live else rate
         try:
             result = asyncio.run(
@@ -216,9 +214,7 @@ def replay_command(
         raise typer.Exit(1)
     if not found.valid:
         _fail(f"{file}: no records to replay" + (f" ({found.summary()})" if rejected else ""))
-    require_broker(
-        settings.bootstrap_servers, HINT_WITH_OPTION, topics=topic_names(settings).values()
-    )
+    require_broker(settings.kafka, HINT_WITH_OPTION, topics=topic_names(settings).values())
     started = time.perf_counter()
     bar = _progress() if progress and found.valid >= LARGE_FILE_RECORDS else None
     try:

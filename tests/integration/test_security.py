@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from stream_app.engine.clients import KafkaAuthenticationError, client_config
 from stream_app.generator import Scenario, generate_to_kafka
 from stream_app.outputs import latest_by_campaign
+from stream_app.preflight import BrokerUnreachableError, check_broker
 from stream_app.runner import build_workers, run_workers
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
@@ -110,6 +111,21 @@ async def test_wrong_password_fails_at_once_and_says_why(
     assert f"user {kafka_sasl.username!r}" in message
     assert "STREAM_APP_KAFKA_SASL_PASSWORD" in message or "_PASSWORD" in message
     assert wrong not in message + caplog.text
+
+
+def test_the_commands_preflight_says_credentials_not_no_broker(
+    make_settings, kafka_sasl: SaslListener
+) -> None:  # type: ignore[no-untyped-def]
+    """What ``stream-app worker`` and the other commands print before building any client."""
+    right = sasl_settings(make_settings, kafka_sasl)
+    check_broker(right.kafka)  # the right credentials get an answer (it raises otherwise)
+    wrong = sasl_settings(make_settings, kafka_sasl, password="not-the-" + kafka_sasl.password)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnreachableError) as refused:
+        check_broker(wrong.kafka)
+    assert time.monotonic() - started < 5  # not the 10 s wait for a silent broker
+    assert "refused our credentials" in str(refused.value)
+    assert "not-the-" not in str(refused.value)
 
 
 async def test_plaintext_client_cannot_use_the_sasl_listener(
