@@ -39,8 +39,15 @@ RETRY_SECONDS = 60.0
 """How long a retriable error (a broker restarting, a coordinator moving) is retried."""
 
 
-def _retrying(call: Callable[[], object], seconds: float) -> None:
-    """``call()``, again while it fails with a retriable error, for up to ``seconds``."""
+def _never() -> bool:
+    return False
+
+
+def _retrying(
+    call: Callable[[], object], seconds: float, abandoned: Callable[[], bool] = _never
+) -> None:
+    """``call()``, again while it fails with a retriable error, for up to ``seconds`` or
+    until ``abandoned()`` says the outcome no longer matters."""
     deadline = time.monotonic() + seconds
     delay = 0.2
     while True:
@@ -50,6 +57,8 @@ def _retrying(call: Callable[[], object], seconds: float) -> None:
         except KafkaException as exc:
             error = exc.args[0]
             if not error.retriable() or error.fatal() or time.monotonic() + delay > deadline:
+                raise
+            if abandoned():
                 raise
             log.warning("retrying after %s", error.str())
             time.sleep(delay)
@@ -77,9 +86,24 @@ class Transaction:
 
 
 class TransactionalProducer:
-    """A transactional producer; every method blocks (run it off the event loop)."""
+    """A transactional producer; every method blocks (run it off the event loop).
 
-    def __init__(self, bootstrap_servers: Kafka, transactional_id: str, timeout_ms: int) -> None:
+    ``abandoned`` tells a commit in progress that the worker has already given up on this
+    session (its partitions were lost, or an earlier transaction failed): the transaction
+    can only be refused, so retrying it, or aborting it against a broker that is away,
+    would only delay the rejoin. It is left open instead; the next producer with the same
+    transactional id aborts it in ``init_transactions`` (as Kafka Streams does when it
+    closes a producer dirty).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: Kafka,
+        transactional_id: str,
+        timeout_ms: int,
+        abandoned: Callable[[], bool] = _never,
+    ) -> None:
+        self._abandoned = abandoned
         self.producer = Producer(
             producer_config(
                 bootstrap_servers,
@@ -103,12 +127,18 @@ class TransactionalProducer:
             _retrying(
                 lambda: producer.send_offsets_to_transaction(positions, txn.group_metadata, 30),
                 RETRY_SECONDS,
+                self._abandoned,
             )
-            _retrying(lambda: producer.commit_transaction(30), RETRY_SECONDS)
+            _retrying(lambda: producer.commit_transaction(30), RETRY_SECONDS, self._abandoned)
         except KafkaException as exc:
             error = exc.args[0]
             if error.fatal():  # fenced: our epoch was bumped (timed out, or a newer producer)
                 raise TransactionAborted(f"producer fenced: {error.str()}") from exc
+            if self._abandoned():
+                log.warning(
+                    "transaction failed (%s) after the session ended: left open", error.str()
+                )
+                raise TransactionAborted(error.str()) from exc
             # refused (txn_requires_abort), or still failing after the retries (a broker
             # gone for longer): abort, and the worker rejoins from the committed state
             log.warning("transaction failed (%s): aborting it", error.str())
@@ -128,5 +158,11 @@ class TransactionalProducer:
                 except BufferError:  # the local queue is full: let it drain
                     poll(0.05)
 
-    def close(self) -> None:
-        self.producer.flush(10)
+    def close(self, *, clean: bool = True) -> None:
+        """Deliver what is queued (``clean``), or drop it: after a failed session nothing
+        queued may be committed, and the broker may be away."""
+        if clean:
+            self.producer.flush(10)
+        else:
+            self.producer.purge()
+            self.producer.flush(0)

@@ -149,7 +149,10 @@ class Worker:
         self._drop()
         self._committer = concurrent.futures.ThreadPoolExecutor(1, "committer")
         self._txns = TransactionalProducer(
-            self._bootstrap, self._transactional_id, self._transaction_timeout_ms
+            self._bootstrap,
+            self._transactional_id,
+            self._transaction_timeout_ms,
+            abandoned=lambda: self._failed,
         )
         await asyncio.to_thread(self._txns.init)
         self.consumer = Consumer(
@@ -189,7 +192,7 @@ class Worker:
             self._closing = True  # the revocation at close keeps the states (for inspection)
             await asyncio.to_thread(self.consumer.close)
             self._committer.shutdown(wait=True)
-            await asyncio.to_thread(self._txns.close)
+            await asyncio.to_thread(self._txns.close, clean=clean)
             if clean and self._guard is not None:
                 self._guard.close()
 
