@@ -51,6 +51,7 @@ class Topics(BaseSettings):
     campaign_deltas: str = "campaign-deltas"
     campaign_roi: str = "campaign-roi"
     campaign_roi_latest: str = "campaign-roi-latest"
+    bid_signals: str = "bid-signals"
     conversions_unattributed: str = "conversions-unattributed"
     dead_letter: str = "dead-letter"
 
@@ -192,6 +193,57 @@ class Settings(BaseSettings):
         True, description="Conversion model and ROI forecaster; off only to measure their cost."
     )
 
+    # bid signals (docs/bidding.md)
+    bid_target_kind: Literal["roas", "roi"] = Field(
+        "roas", description="What bid_target and bid_targets are: a ROAS or an ROI."
+    )
+    bid_target: float = Field(
+        1.75,
+        gt=-1.0,
+        description="Default target of every campaign. 1.75 ROAS maximises profit when clicks "
+        "grow as bid^0.8 and cost per click as bid^0.6 (the simulated auction).",
+    )
+    bid_targets: dict[str, float] = Field(
+        default_factory=dict, description="Per-campaign targets (JSON), over bid_target."
+    )
+    bid_min_multiplier: PositiveFloat = Field(0.3, description="Lowest recommended multiplier.")
+    bid_max_multiplier: PositiveFloat = Field(3.0, description="Highest recommended multiplier.")
+    bid_max_step: PositiveFloat = Field(
+        0.25, description="Largest relative change per decision (0.25: ×1.25 or ÷1.25)."
+    )
+    bid_interval_seconds: PositiveFloat = Field(
+        900.0, description="Event time between two decisions of a campaign's multiplier."
+    )
+    bid_half_life_seconds: PositiveFloat = Field(
+        6 * 3600.0, description="Event time after which evidence counts half as much."
+    )
+    bid_cpc_elasticity: PositiveFloat = Field(
+        0.6, description="β in ROAS ∝ multiplier^−β: how much dearer clicks get as bids rise."
+    )
+    bid_prior_cvr: float = Field(
+        0.02, gt=0, lt=1, description="Conversion rate assumed for a campaign with no history."
+    )
+    bid_prior_clicks: PositiveFloat = Field(
+        50.0, description="Weight, in clicks, of a campaign's long-run CVR in its posterior."
+    )
+    bid_order_value_cv: PositiveFloat = Field(
+        0.5, description="Spread of single order values (sd / mean) for the posterior."
+    )
+    bid_credibility_scale: PositiveFloat = Field(
+        0.5,
+        description="τ: the multiplier follows the evidence by τ²/(τ²+σ²), σ the sd of ln ROAS, "
+        "and otherwise returns towards 1.",
+    )
+    bid_floor_roi: float = Field(
+        0.0, gt=-1.0, description="Pause when ROI is below this with high probability."
+    )
+    bid_pause_probability: float = Field(
+        0.9, gt=0, lt=1, description="P(ROI < floor at the lowest multiplier) that pauses."
+    )
+    bid_resume_probability: float = Field(
+        0.5, gt=0, lt=1, description="P(ROI < floor) at or below which a paused campaign resumes."
+    )
+
     # review sentiment (docs/sentiment.md)
     sentiment_model_dir: Path = Field(
         SENTIMENT_MODEL_DIR,
@@ -264,6 +316,14 @@ class Settings(BaseSettings):
                 f"min_insync_replicas {self.min_insync_replicas} > replication_factor "
                 f"{self.replication_factor}: no write could ever succeed"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _bid_bounds(self) -> Settings:
+        if not self.bid_min_multiplier <= 1.0 <= self.bid_max_multiplier:
+            raise ValueError("bid_min_multiplier <= 1 <= bid_max_multiplier required")
+        if not self.bid_resume_probability < self.bid_pause_probability:
+            raise ValueError("bid_resume_probability must be below bid_pause_probability")
         return self
 
     @model_validator(mode="after")

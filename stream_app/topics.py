@@ -69,6 +69,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(t.campaign_deltas),
         spec(t.campaign_roi),
         spec(t.campaign_roi_latest, COMPACTED),
+        spec(t.bid_signals, COMPACTED),
         spec(t.conversions_unattributed),
         spec(t.dead_letter, DEAD_LETTER),
         spec(settings.state_topic("attribution"), STATE),

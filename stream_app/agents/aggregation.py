@@ -5,20 +5,25 @@ to ``campaign-roi`` and every changed campaign to ``campaign-roi-latest``. ``cam
 also carries each attribution partition's progress (records of kind ``progress``); windows
 close on the minimum watermark over every input source (docs/semantics.md, Time).
 The partition's ROI forecaster forecasts each window as it closes and learns as windows
-mature; its progressive MAE goes to ``model-quality``.
+mature; its progressive MAE goes to ``model-quality``. Spend, clicks and conversions also
+feed each campaign's bidding evidence, and once per ``bid_interval_seconds`` of event time
+every campaign gets a decision on ``bid-signals`` (docs/bidding.md) — in the same
+transaction as ``campaign-roi-latest``, its state in the same changelog.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
+from ..domain.bidding import BidBook, BiddingConfig
 from ..domain.events import Spend
+from ..domain.journal import Change
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
-from ..domain.records import CampaignDelta, ScoredReview
+from ..domain.records import BidInputs, CampaignDelta, ScoredReview
 from ..domain.roi import Totals
 from ..domain.validation import Reason, Validated
 from ..domain.windows import Aggregation, AggregationConfig
@@ -35,7 +40,7 @@ T = TypeVar("T")
 
 
 class PartitionAggregation(Aggregation):
-    """One campaign partition's windows, totals and ROI forecaster."""
+    """One campaign partition's windows, totals, ROI forecaster and bidding state."""
 
     def __init__(
         self,
@@ -43,10 +48,55 @@ class PartitionAggregation(Aggregation):
         config: AggregationConfig,
         forecaster: RoiForecaster | None = None,
         conversion_model_version: str | None = None,
+        bidding: BiddingConfig | None = None,
     ) -> None:
         super().__init__(config, forecaster, conversion_model_version)
         self.partition = partition
         self.reported_samples = 0
+        self.bids = BidBook(bidding or BiddingConfig(), config.currency)
+
+    def on_spend(self, spend: Spend, amount: float) -> Outcome:
+        outcome = super().on_spend(spend, amount)
+        if outcome is not Outcome.DUPLICATE:
+            self.bids.observe(spend.campaign_id, spend.ts, spend=amount)
+        return outcome
+
+    def on_delta(self, delta: CampaignDelta) -> Outcome:
+        outcome = super().on_delta(delta)
+        if delta.kind != "progress":  # late or not, evidence is evidence
+            t = Totals.from_list(delta.totals)
+            self.bids.observe(
+                delta.campaign_id,
+                delta.max_ts,
+                clicks=t.clicks,
+                conversions=t.conversions,
+                revenue=t.revenue,
+            )
+        return outcome
+
+    def bid_context(self, campaign_id: str) -> tuple[Totals | None, BidInputs]:
+        """All-time totals (the bidding priors) and the ROI figures reported with a bid."""
+        campaign = self.campaigns.get(campaign_id)
+        if campaign is None:
+            return None, BidInputs()
+        last = self.windows.get((campaign_id, campaign.last_window_start or -1.0))
+        closed = self.windows.get((campaign_id, campaign.last_closed_start or -1.0))
+        scored = self.conversion_model_version is not None
+        return campaign.totals, BidInputs(
+            roi_nowcast=last.totals.roi_nowcast() if last is not None and scored else None,
+            roi_forecast=closed.forecast if closed is not None else None,
+            matured_roi=campaign.last_matured_roi,
+            cumulative_roi=campaign.totals.roi(),
+        )
+
+    def changes(self) -> list[Change]:
+        return super().changes() + self.bids.changes()
+
+    def restore(self, key: str, value: Any) -> None:
+        if self.bids.owns(key):
+            self.bids.restore(key, value)
+        else:
+            super().restore(key, value)
 
 
 class AggregationAgent:
@@ -60,6 +110,7 @@ class AggregationAgent:
         self._reviews_topic = t.reviews_scored
         self._roi_topic = t.campaign_roi
         self._latest_topic = t.campaign_roi_latest
+        self._bids_topic = t.bid_signals
         self._quality_topic = t.model_quality
         self._models = settings.models_enabled
         self._config = AggregationConfig(
@@ -71,14 +122,36 @@ class AggregationAgent:
             upstream_partitions=settings.partitions,
             idle_source_timeout_seconds=settings.idle_source_timeout_seconds,
         )
+        self._bidding = BiddingConfig(
+            target_kind=settings.bid_target_kind,
+            target=settings.bid_target,
+            targets=dict(settings.bid_targets),
+            min_multiplier=settings.bid_min_multiplier,
+            max_multiplier=settings.bid_max_multiplier,
+            max_step=settings.bid_max_step,
+            interval_seconds=settings.bid_interval_seconds,
+            half_life_seconds=settings.bid_half_life_seconds,
+            cpc_elasticity=settings.bid_cpc_elasticity,
+            prior_cvr=settings.bid_prior_cvr,
+            prior_clicks=settings.bid_prior_clicks,
+            order_value_cv=settings.bid_order_value_cv,
+            credibility_scale=settings.bid_credibility_scale,
+            floor_roi=settings.bid_floor_roi,
+            pause_probability=settings.bid_pause_probability,
+            resume_probability=settings.bid_resume_probability,
+        )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder({t.spend: "spend"}, currencies, t.dead_letter, settings.worker_id)
 
     def new_state(self, partition: int) -> PartitionAggregation:
         if not self._models:
-            return PartitionAggregation(partition, self._config)
+            return PartitionAggregation(partition, self._config, bidding=self._bidding)
         return PartitionAggregation(
-            partition, self._config, RoiForecaster(), ConversionConfig().version
+            partition,
+            self._config,
+            RoiForecaster(),
+            ConversionConfig().version,
+            self._bidding,
         )
 
     def process(self, state: PartitionAggregation, records: Sequence[Record], out: Outbox) -> None:
@@ -135,6 +208,8 @@ class AggregationAgent:
         for record in latest:
             out.send(self._latest_topic, record.campaign_id.encode(), _encode(record))
         out.latest.extend(latest)
+        for signal in state.bids.tick(state.watermark, now, state.bid_context):
+            out.send(self._bids_topic, signal.campaign_id.encode(), _encode(signal))
         forecaster = state.forecaster
         if forecaster is not None and forecaster.samples_seen != state.reported_samples:
             state.reported_samples = forecaster.samples_seen

@@ -258,3 +258,73 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     truncated: bool = False
     original_size: int | None = None
     original_sha256: str | None = None
+
+
+class BidInputs(msgspec.Struct, frozen=True, kw_only=True):
+    """The ROI figures a bidder also sees on ``campaign-roi-latest``, at decision time.
+
+    The rule decides on the posterior (``BidUncertainty``); these are carried so a bidder
+    can compare: the nowcast of the latest window, the forecast of the latest closed one,
+    the last matured window's realised ROI and the all-time ROI (docs/bidding.md).
+    """
+
+    roi_nowcast: float | None = None
+    roi_forecast: float | None = None
+    matured_roi: float | None = None
+    cumulative_roi: float | None = None
+
+
+class BidUncertainty(msgspec.Struct, frozen=True, kw_only=True):
+    """The posterior behind a multiplier, from decayed evidence (docs/bidding.md).
+
+    ``spend`` … ``revenue`` are the evidence sums, each event weighted by
+    2^(−age / half-life); a campaign with 3 conversions here is far less certain than one
+    with 3,000. ROAS is CVR × order value / CPC; ``roas_p05``/``roas_p95`` bound a 90 %
+    interval; ``credibility`` in [0, 1] is how far the multiplier follows the evidence rather
+    than 1; ``p_roi_below_floor`` is P(ROI < floor) at the lowest multiplier.
+    """
+
+    spend: float
+    clicks: float
+    conversions: float
+    revenue: float
+    cvr_mean: float
+    cvr_sd: float
+    order_value_mean: float
+    order_value_sd: float
+    cpc: float
+    roas_mean: float
+    roas_p05: float
+    roas_p95: float
+    credibility: float
+    p_roi_below_floor: float
+
+
+class BidSignal(msgspec.Struct, frozen=True, kw_only=True):
+    """``bid-signals`` (compacted, keyed by campaign_id): the recommended bid multiplier.
+
+    One decision per campaign per ``bid_interval_seconds`` of event time. ``multiplier``
+    scales the campaign's base bid, within the configured bounds and at most
+    ``bid_max_step`` from ``previous_multiplier``. ``advice``: ``run``; ``pause`` (stop
+    bidding: ROI is below ``floor_roi`` with high probability even at the lowest
+    multiplier); ``paused`` (still); ``resume`` (bid again, at the lowest multiplier).
+    Money in ``currency``.
+    """
+
+    schema_version: Literal[1] = 1
+    campaign_id: str
+    revision: int
+    multiplier: float
+    previous_multiplier: float
+    paused: bool
+    advice: Literal["run", "pause", "paused", "resume"]
+    target_kind: Literal["roas", "roi"]
+    target: float
+    target_roas: float
+    floor_roi: float
+    currency: str
+    decided_at: float
+    """Event time of the decision (a multiple of ``bid_interval_seconds``)."""
+    inputs: BidInputs
+    uncertainty: BidUncertainty
+    emitted_at: float

@@ -14,6 +14,7 @@ import msgspec
 
 from .events import Click, Conversion, Review, Spend
 from .records import (
+    BidSignal,
     CampaignDelta,
     CampaignLatest,
     ClickScored,
@@ -34,6 +35,7 @@ SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "review-scored": ScoredReview,
     "campaign-roi": WindowRoi,
     "campaign-roi-latest": CampaignLatest,
+    "bid-signal": BidSignal,
     "campaign-delta": CampaignDelta,
     "click-scored": ClickScored,
     "model-quality": ModelQualityRecord,

@@ -26,6 +26,7 @@ import orjson
 from ..domain.events import Click, Conversion, EventKind, Review, Spend
 from ..domain.money import CurrencyTable
 from ..settings import DEFAULT_RATES
+from .market import Market
 from .profiles import BadReason, CampaignProfile, Scenario
 from .truth import CampaignTruth, GroundTruth
 
@@ -124,7 +125,8 @@ class TrafficGenerator:
     a :class:`ClickTruth` per click (in generation order, not emission order). With
     ``window_size_seconds``, ``windows`` holds the same truth per campaign and tumbling
     event-time window (a conversion in its click's window), as ``campaign-roi`` should show
-    it when no event is late.
+    it when no event is late. With a ``market``, bids move each campaign's clicks and cost
+    per click (``market.py``); without one the output is the same as before markets existed.
     """
 
     def __init__(
@@ -134,8 +136,10 @@ class TrafficGenerator:
         on_click: TruthHook | None = None,
         currencies: CurrencyTable | None = None,
         window_size_seconds: int | None = None,
+        market: Market | None = None,
     ) -> None:
         self.scenario = scenario
+        self.market = market
         self.profiles = scenario.profiles()
         self.currencies = currencies or CurrencyTable(DEFAULT_RATES, "USD")
         missing = {p.currency for p in self.profiles if p.currency not in self.currencies}
@@ -177,6 +181,8 @@ class _Run:
         self.windows = gen.windows
         self.scratch = CampaignTruth()  # what window() gives without window sizes
         self.profiles = gen.profiles
+        self.market = gen.market
+        self.cpc_factor: dict[str, float] = {}
         self.run = format(s.seed % 2**32, "x")
         self.heap: list[tuple[float, int, Emitted]] = []
         self.seq = itertools.count()
@@ -272,6 +278,9 @@ class _Run:
 
     # -- simulation ---------------------------------------------------------------------
     def records(self) -> Iterator[Emitted]:
+        if self.market is not None:
+            yield from self.market_records(self.market)
+            return
         s, rng = self.s, self.rng
         step = s.spend_interval_seconds
         review_rate = s.reviews_per_minute / 60.0
@@ -297,6 +306,38 @@ class _Run:
             t = t1
         yield from self.release(math.inf)
 
+    def market_records(self, market: Market) -> Iterator[Emitted]:
+        """As :meth:`records`, with each campaign's click rate and cost per click set by its
+        bid at the start of every spend interval (a Poisson process is memoryless, so
+        drawing afresh from each interval's start keeps it one)."""
+        s, rng = self.s, self.rng
+        step = s.spend_interval_seconds
+        review_rate = s.reviews_per_minute / 60.0
+        total_weight = sum(p.traffic_weight for p in self.profiles)
+        rates = [s.clicks_per_second * p.traffic_weight / total_weight for p in self.profiles]
+        next_review = [s.start_ts + _gap(rng, review_rate) for _ in self.profiles]
+        t = s.start_ts
+        while t < s.end_ts:
+            t1 = min(t + step, s.end_ts)
+            for i, profile in enumerate(self.profiles):
+                bid = market.bids(profile.campaign_id, t)
+                self.cpc_factor[profile.campaign_id] = market.response.cpc(bid)
+                rate = rates[i] * market.response.clicks(bid)
+                clicks = 0
+                next_click = t + _gap(rng, rate)
+                while next_click < t1:
+                    self.click(profile, round(next_click, 3))
+                    clicks += 1
+                    next_click += _gap(rng, rate)
+                while next_review[i] < t1:
+                    self.review(profile, round(next_review[i], 3))
+                    next_review[i] += _gap(rng, review_rate)
+                if clicks or bid > 0:
+                    self.spend(profile, clicks, max(t, round(t1 - 0.001, 3)))
+            yield from self.release(t1 - 0.001)
+            t = t1
+        yield from self.release(math.inf)
+
     def click(self, p: CampaignProfile, ts: float) -> None:
         s, rng, run = self.s, self.rng, self.run
         n = next(self.n)
@@ -312,6 +353,8 @@ class _Run:
         collapse_ts = s.collapse_ts
         if collapse_ts is not None and p.campaign_id == s.collapse_campaign and ts >= collapse_ts:
             prob *= s.collapse_factor
+        if self.market is not None:
+            prob *= self.market.cvr_factor(p.campaign_id, ts)
         prob = min(prob, _P_MAX)
         click = Click(
             schema_version=1,
@@ -404,7 +447,8 @@ class _Run:
 
     def spend(self, p: CampaignProfile, clicks: int, ts: float) -> None:
         rng = self.rng
-        amount = round(clicks * p.cpc * rng.uniform(0.9, 1.1), 2)
+        cpc = p.cpc * self.cpc_factor.get(p.campaign_id, 1.0)  # exactly p.cpc without bids
+        amount = round(clicks * cpc * rng.uniform(0.9, 1.1), 2)
         impressions = max(clicks, round((clicks + rng.uniform(-0.5, 0.5)) / p.ctr))
         event = Spend(
             schema_version=1,

@@ -1,0 +1,1 @@
+"""A Faust bidder that reads ``bid-signals`` and ``campaign-roi-latest`` (docs/bidding.md)."""
