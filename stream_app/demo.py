@@ -492,7 +492,8 @@ class Demo:
                 logging.getLogger(__name__).warning("previous run not deleted: %s", exc)
                 message += f" The previous run's topics could not be deleted: {exc}."
             else:
-                message += f" Deleted the previous run's {deleted} topics."
+                message += f" Deleted the previous run's {deleted} topics." if deleted else ""
+        if not choice.restored:  # in-flight marks of another run's transactional ids
             shutil.rmtree(self.files.state, ignore_errors=True)
         message += choice.hint
         self.files.save_run(choice.run)
@@ -689,6 +690,10 @@ def run_demo(
     except BaseException:
         demo.files.release()
         raise
+    # 'kill <pid>' (as the refusal above suggests) and a closed terminal stop the demo as
+    # Ctrl-C does: its worker and its broker with it, not left running without it.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     # Library logs go to the demo's log file, not over the live table.
     logging.basicConfig(
         filename=demo.files.demo_log,

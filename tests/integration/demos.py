@@ -134,9 +134,9 @@ class PipedDemo:
 
         self.wait_for(ready, seconds)
 
-    def interrupt(self, seconds: float = 60.0) -> int:
-        """Ctrl-C as a terminal sends it: SIGINT to the whole process group."""
-        os.killpg(self.proc.pid, signal.SIGINT)
+    def interrupt(self, seconds: float = 60.0, sig: int = signal.SIGINT) -> int:
+        """Ctrl-C as a terminal sends it: SIGINT to the whole process group (or ``sig``)."""
+        os.killpg(self.proc.pid, sig)
         code = self.proc.wait(seconds)
         for reader in self._readers:
             reader.join(5)

@@ -83,8 +83,11 @@ def test_a_second_demo_refuses_at_once_and_the_first_runs_on(kafka: str, tmp_pat
         assert "Traceback" not in log, log[-3000:]
         assert "Address already in use" not in log, log[-3000:]
 
-        assert first.interrupt() == 0, first.text()
+        # 'kill <pid>', as the refusal says: stops the demo and its worker like Ctrl-C
+        assert first.interrupt(sig=signal.SIGTERM) == 0, first.text()
+        assert "demo stopped." in first.lines
         assert wait_gone(tag) == []
+        assert "worker stopped after" in (demo_dir / "worker.log").read_text()
     finally:
         kill_all(tag)
 
