@@ -45,15 +45,21 @@ def worker(
 def demo(
     clicks_per_second: float = typer.Option(40.0, help="Synthetic clicks per second."),
     campaigns: int = typer.Option(8, help="Synthetic campaigns."),
+    resume: bool = typer.Option(
+        False,
+        "--continue",
+        help="Resume the last run (its totals, dead letters and models) instead of a fresh one.",
+    ),
 ) -> None:
     """Kafka, a worker, live traffic and a live ROI table.
 
-    Starts the local broker unless STREAM_APP_BOOTSTRAP_SERVERS names one. Ctrl-C stops
-    everything the demo started.
+    Starts the local broker unless STREAM_APP_BOOTSTRAP_SERVERS names one. Each run
+    starts fresh (new topics; the previous run's are deleted) unless --continue. One demo
+    at a time. Ctrl-C stops everything the demo started.
     """
     from .demo import run_demo
 
-    run_demo(Settings(), clicks_per_second, campaigns)
+    run_demo(Settings(), clicks_per_second, campaigns, resume=resume)
 
 
 @app.command("create-topics")

@@ -27,6 +27,8 @@ import pytest
 
 from stream_app.demo import REQUIRED
 
+from .demos import demo_env, kill_all, wait_gone
+
 CAMPAIGNS = 4
 ROWS_WITHIN_S = 60.0
 """Generous for a loaded CI machine; on an idle one the first full table takes ~10 s."""
@@ -73,40 +75,12 @@ def _rows(frame: list[str]) -> list[str]:
     return [line for line in frame if re.match(r"^│ cmp-\d{3} ", line)]
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Pids whose environment holds ``marker`` (the demo and the worker it spawned)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.parametrize(("rows", "cols"), [(24, 80), (50, 200)])
 def test_demo_in_a_terminal_is_readable_and_ctrl_c_stops_everything(
     kafka: str, tmp_path: Path, rows: int, cols: int
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    marker = f"STREAM_APP_APP_ID=test-demo-{tag}"
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    env.update(
-        {
-            "TERM": "xterm-256color",
-            "STREAM_APP_BOOTSTRAP_SERVERS": kafka,
-            "STREAM_APP_APP_ID": f"test-demo-{tag}",
-            "STREAM_APP_TOPIC_PREFIX": f"{tag}-",
-            "STREAM_APP_PARTITIONS": "2",
-            "STREAM_APP_METRICS_PORT": "0",
-            "STREAM_APP_STATE_DIR": str(tmp_path / "state"),
-            "STREAM_APP_KAFKA_DATA_DIR": str(tmp_path / "kafka"),  # the demo's logs go beside it
-        }
-    )
+    env = {**demo_env(kafka, tmp_path, tag), "TERM": "xterm-256color"}
     argv = [sys.executable, "-m", "stream_app", "demo", "--campaigns", str(CAMPAIGNS)]
     pid, fd = _spawn(argv, env, rows, cols)
     screen = bytearray()
@@ -142,11 +116,10 @@ def test_demo_in_a_terminal_is_readable_and_ctrl_c_stops_everything(
         pid = 0
         assert os.waitstatus_to_exitcode(status) == 0, _CSI.sub(b"", screen)[-2000:]
         assert b"demo stopped." in screen
-        assert _processes_with(marker) == []
+        assert wait_gone(tag, 0) == []
     finally:
         if pid:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        for leftover in _processes_with(marker):  # never leave a worker behind, even failing
-            os.kill(leftover, signal.SIGKILL)
+        kill_all(tag)  # never leave a worker behind, even failing
         os.close(fd)
