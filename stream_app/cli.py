@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import typer
+from pydantic import ValidationError
 
 from .generator.cli import generator_app
 from .kafka_local.cli import kafka_app
@@ -91,4 +93,15 @@ def schemas(out: str = typer.Option("schemas", help="Directory to write into."))
 
 
 def main() -> None:
-    app()
+    """The ``stream-app`` command; a bad ``STREAM_APP_*`` value is one line per field, not
+    a traceback."""
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        for error in exc.errors():
+            field = "_".join(str(part) for part in error["loc"]).upper()
+            print(f"error: STREAM_APP_{field}: {error['msg']}", file=sys.stderr)
+        print("see docs/configuration.md for every setting", file=sys.stderr)
+        raise SystemExit(2) from None
