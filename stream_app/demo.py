@@ -38,6 +38,7 @@ from . import kafka_local
 from .domain.records import CampaignLatest, DeadLetter, Metrics
 from .engine.clients import client_config
 from .generator import Scenario, generate_to_kafka, live_rate
+from .kafka_local.broker import pid_alive
 from .outputs import follow
 from .preflight import check_broker, require_broker
 from .settings import Settings, Topics
@@ -183,19 +184,6 @@ def _mute_stdout() -> None:
 
 class DemoRunningError(Exception):
     """Another demo holds the demo directory's lock; ``str()`` is the line to show."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie answers kill(pid, 0) but is gone
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _environ(pid: int) -> list[bytes]:
@@ -364,7 +352,7 @@ class DemoDir:
         except (OSError, ValueError):
             return None
         mark = f"{DEMO_DIR_ENV}={self.root}".encode()
-        return pid if _pid_alive(pid) and mark in _environ(pid) else None
+        return pid if pid_alive(pid) and mark in _environ(pid) else None
 
 
 def stop_process(pid: int, timeout: float = 30.0) -> None:
@@ -372,9 +360,9 @@ def stop_process(pid: int, timeout: float = 30.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

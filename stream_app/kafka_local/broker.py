@@ -175,7 +175,8 @@ def is_ready(bootstrap: str, timeout: float = 2.0) -> bool:
 # --------------------------------------------------------------------------- processes
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie does not, and a child of ours is polled (reaped)."""
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.poll() is None
@@ -223,7 +224,7 @@ def _our_pid(cfg: LocalKafkaConfig) -> int | None:
     Checking the command line guards against pid reuse after a reboot or crash.
     """
     pid = _read_pid(cfg)
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not pid_alive(pid):
         return None
     cmd = _cmdline(pid)
     if MAIN_CLASS not in cmd or str(cfg.server_properties) not in cmd:
@@ -241,7 +242,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
         _CHILDREN.pop(pid, None)
         return True
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
+    while pid_alive(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
@@ -410,7 +411,7 @@ def start(cfg: LocalKafkaConfig) -> BrokerInfo:
             _check_same_ports(cfg, pid)
             alive_pid = pid
             try:
-                wait_ready(cfg.bootstrap, cfg.ready_timeout, alive=lambda: _pid_alive(alive_pid))
+                wait_ready(cfg.bootstrap, cfg.ready_timeout, alive=lambda: pid_alive(alive_pid))
             except LocalKafkaError as exc:
                 raise BrokerStartError(f"{exc}\n{_failure_report(cfg)}") from exc
             return _info(cfg, pid, reused=True, began=began)
