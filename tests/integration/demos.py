@@ -134,7 +134,7 @@ class PipedDemo:
 
         self.wait_for(ready, seconds)
 
-    def interrupt(self, seconds: float = 60.0, sig: int = signal.SIGINT) -> int:
+    def interrupt(self, seconds: float = 120.0, sig: int = signal.SIGINT) -> int:
         """Ctrl-C as a terminal sends it: SIGINT to the whole process group (or ``sig``)."""
         os.killpg(self.proc.pid, sig)
         code = self.proc.wait(seconds)

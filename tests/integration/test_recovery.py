@@ -157,6 +157,16 @@ async def outputs_match(
     return latest
 
 
+async def first_commit(settings: Settings, limit: float = 90.0) -> None:
+    """Wait until the worker's first transaction with outputs has committed."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not await latest_by_campaign(
+        settings.bootstrap_servers, settings.topics.campaign_roi_latest
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "no output from the worker"
+        await asyncio.sleep(0.5)
+
+
 async def assert_exactly_once(
     settings: Settings, truth_a: GroundTruth, truth_b: GroundTruth
 ) -> None:
@@ -247,7 +257,7 @@ async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     t0 = 1_767_225_600.0
     first = await generate_to_kafka(scenario(5, t0, 120.0), settings)
     proc = workers.start("w1")
-    await asyncio.sleep(5.0)  # joined and mid-way through the first run's records
+    await first_commit(settings)  # joined and working (a fixed sleep was too short under load)
     await asyncio.to_thread(stop, kafka_config)  # transactions, fetches, the group all cut
     await asyncio.sleep(outage)
     await asyncio.to_thread(start, kafka_config)
