@@ -78,7 +78,7 @@ class ReviewTopicModel:
         if not bag:
             return [0.0] * self.n_topics
         raw = self.lda.learn_transform_one(bag)
-        total = sum(raw.values()) or 1.0
+        total = float(sum(raw.values())) or 1.0
         shares = [float(raw.get(k, 0.0)) / total for k in range(self.n_topics)]
         self.documents += 1
         if self.documents % 100 == 0:  # decay in steps: cheap, and the same on replay
