@@ -341,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, runs, ours, rule))
     print(
         "| scenario | change | detected (alerts / rule) | delay, min (alerts / rule) "
-        "| false alerts per campaign-day (alerts / rule) | true driver first | new theme in topics |"
+        "| false alerts per campaign-day (alerts / rule) | true driver first "
+        "| new theme in topics |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, runs, ours, rule in rows:
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             d = [s.delay / 60 for s in scores if s.delay is not None]
             return f"{statistics.median(d):.1f}" if d else "–"
 
-        def rate(scores: list[Score]) -> str:
+        def rate(scores: list[Score], days: float = days) -> str:
             return f"{sum(s.false_alerts for s in scores) / days:.2f}"
 
         def flag(values: list[bool | None]) -> str:

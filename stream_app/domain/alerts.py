@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -109,7 +109,18 @@ class Bucket:
 
     @classmethod
     def from_list(cls, value: list[Any]) -> Bucket:
-        return cls(*value[:8], negative_mass=list(value[8]))
+        spend, impressions, clicks, conversions, revenue, scored, sentiment, negative, mass = value
+        return cls(
+            spend,
+            impressions,
+            clicks,
+            conversions,
+            revenue,
+            scored,
+            sentiment,
+            negative,
+            list(mass),
+        )
 
 
 @dataclass(slots=True)
@@ -213,6 +224,10 @@ class DelayDistribution:
         self.counts[i] += n
         if sum(self.counts) > 20_000:
             self.counts = [c / 2 for c in self.counts]
+        self._cdf = None
+
+    def restore(self, counts: list[float]) -> None:
+        self.counts = counts
         self._cdf = None
 
     def completeness(self, age: float) -> float:
@@ -334,7 +349,9 @@ class AlertBook:
             self._terms_changed = True
 
     # -- decisions ------------------------------------------------------------------------
-    def tick(self, watermark: float, conversion_watermark: float, now: float) -> list[CampaignAlert]:
+    def tick(
+        self, watermark: float, conversion_watermark: float, now: float
+    ) -> list[CampaignAlert]:
         """Judge every campaign when ``watermark`` enters a new interval; else nothing."""
         if watermark <= 0:
             return []
@@ -439,7 +456,7 @@ class AlertBook:
         cfg = self.config
         drivers = decompose(before, current)
         sentiment, topics = self._reviews(state, at)
-        severity = "page" if roi_now < 0 else "ticket"
+        severity: Literal["page", "ticket"] = "page" if roi_now < 0 else "ticket"
         summary = explain(campaign_id, roi_before, roi_now, drivers, sentiment, topics)
         return CampaignAlert(
             alert_id=f"{campaign_id}@{int(at)}",
@@ -563,8 +580,7 @@ class AlertBook:
         if key == _CLOCK:
             self.decided_slot = value
         elif key == _DELAYS:
-            self.delays.counts = [float(c) for c in value]
-            self.delays._cdf = None
+            self.delays.restore([float(c) for c in value])
         elif key == _TERMS:
             self.topic_terms = {int(k): list(v) for k, v in value}
         elif key.startswith(_BUCKET):

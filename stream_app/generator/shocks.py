@@ -127,7 +127,10 @@ def scenarios(campaign_id: str, start_ts: float, at: float) -> dict[str, NamedSc
             None,
         ),
         NamedScenario(
-            "spend-ramp", "clicks and spend × 3 over 2 h, same ROAS", hit(clicks=3.0, ramp_seconds=7200.0), None
+            "spend-ramp",
+            "clicks and spend × 3 over 2 h, same ROAS",
+            hit(clicks=3.0, ramp_seconds=7200.0),
+            None,
         ),
     ]
     return {r.name: r for r in rows}

@@ -22,13 +22,14 @@ from river.preprocessing import LDA
 
 TOPIC_MODEL_VERSION = "review-topics-lda-v1"
 _WORD = re.compile(r"[a-z]{3,}")
-STOP_WORDS = frozenset(
-    """about after again all also and any are been before but can could did does for from
-    get got had has have her him his how into its just like more most much not now off one
-    only other our out over own same she should some such than that the their them then
-    there these they this those through too under until very was were what when where which
-    while who why will with would you your it's i've bought buy product""".split()
-)
+_STOP = """
+about after again all also and any are been before but can could did does for from
+get got had has have her him his how into its just like more most much not now off
+one only other our out over own same she should some such than that the their them
+then there these they this those through too under until very was were what when
+where which while who why will with would you your it's i've bought buy product
+"""
+STOP_WORDS = frozenset(_STOP.split())
 
 
 def tokens(text: str) -> dict[str, int]:

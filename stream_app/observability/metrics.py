@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..domain.records import Metrics as RecordMetrics
 from ..domain.records import CampaignAlert, ModelQualityRecord
+from ..domain.records import Metrics as RecordMetrics
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
 from ..engine.worker import CommitObserver, Worker

@@ -68,12 +68,15 @@ def test_a_cvr_collapse_fires_names_cvr_and_resolves_on_recovery() -> None:
     alerts = feed(book, "c1", 8, cvr, random.Random(1))
     firing = [a for a in alerts if a.state == "firing"]
     resolved = [a for a in alerts if a.state == "resolved"]
-    assert len(firing) == 1 and len(resolved) == 1
+    assert len(firing) == 1
+    assert len(resolved) == 1
     fired = firing[0]
     assert change < fired.fired_at < change + 1800
-    assert fired.drivers[0].name == "cvr" and fired.drivers[0].share > 0.8
+    assert fired.drivers[0].name == "cvr"
+    assert fired.drivers[0].share > 0.8
     assert fired.roi_now < fired.roi_before - 0.25
-    assert resolved[0].alert_id == fired.alert_id and resolved[0].resolved_at > back
+    assert resolved[0].alert_id == fired.alert_id
+    assert resolved[0].resolved_at > back
 
 
 def test_no_change_no_alert_and_tiny_campaigns_never_alert() -> None:
