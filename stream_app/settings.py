@@ -52,6 +52,9 @@ class Topics(BaseSettings):
     campaign_roi: str = "campaign-roi"
     campaign_roi_latest: str = "campaign-roi-latest"
     bid_signals: str = "bid-signals"
+    campaign_alerts: str = "campaign-alerts"
+    campaign_alerts_latest: str = "campaign-alerts-latest"
+    review_topics: str = "review-topics"
     conversions_unattributed: str = "conversions-unattributed"
     dead_letter: str = "dead-letter"
 
@@ -242,6 +245,31 @@ class Settings(BaseSettings):
     )
     bid_resume_probability: float = Field(
         0.5, gt=0, lt=1, description="P(ROI < floor) at or below which a paused campaign resumes."
+    )
+
+    # ROI-drop alerts and review topics (docs/alerts.md)
+    alert_recent_seconds: PositiveFloat = Field(
+        900.0, description="Recent span whose delay-corrected ROI is tested against the baseline."
+    )
+    alert_baseline_seconds: PositiveFloat = Field(
+        6 * 3600.0, description="Baseline span, just before the recent one."
+    )
+    alert_min_spend: float = Field(
+        10.0, ge=0, description="Least spend (reporting currency) in the recent span to alert."
+    )
+    alert_min_expected_conversions: float = Field(
+        10.0,
+        ge=0,
+        description="Least conversions the recent span would have at the baseline CVR to alert.",
+    )
+    alert_z: PositiveFloat = Field(
+        3.5, description="Standard errors ROAS must fall by (square-root Poisson scale) to fire."
+    )
+    alert_min_roi_drop: float = Field(
+        0.25, ge=0, description="Least fall of ROI (recent against baseline) to fire."
+    )
+    review_topics_count: PositiveInt = Field(
+        8, description="Topics of the online review topic model (per sentiment partition)."
     )
 
     # review sentiment (docs/sentiment.md)

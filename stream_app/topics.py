@@ -70,10 +70,14 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(t.campaign_roi),
         spec(t.campaign_roi_latest, COMPACTED),
         spec(t.bid_signals, COMPACTED),
+        spec(t.campaign_alerts),
+        spec(t.campaign_alerts_latest, COMPACTED),
+        spec(t.review_topics),
         spec(t.conversions_unattributed),
         spec(t.dead_letter, DEAD_LETTER),
         spec(settings.state_topic("attribution"), STATE),
         spec(settings.state_topic("aggregation"), STATE),
+        spec(settings.state_topic("sentiment"), STATE),
     ]
 
 

@@ -80,6 +80,21 @@ CAMPAIGN_ROI = Dashboard(
             width=24,
         ),
         Panel(
+            "ROI-drop alerts firing now, and why",
+            (
+                (
+                    "max by (campaign, alert_id, severity, driver, explanation) "
+                    f"(stream_app_campaign_alert_info{{{CAMPAIGN}}})",
+                    "alert",
+                ),
+            ),
+            description="One row per campaign whose in-stream ROI-drop alert fires: its id, "
+            "severity, the driver that pulled ROAS down most and the explanation (drivers, "
+            "sentiment, review topics that grew). docs/alerts.md.",
+            kind="table",
+            width=24,
+        ),
+        Panel(
             "ROI, last 15 minutes",
             ((f"campaign:stream_app_campaign_roi_ratio:15m{{{CAMPAIGN}}}", "{{campaign}}"),),
             unit="percentunit",

@@ -8,7 +8,10 @@ The partition's ROI forecaster forecasts each window as it closes and learns as 
 mature; its progressive MAE goes to ``model-quality``. Spend, clicks and conversions also
 feed each campaign's bidding evidence, and once per ``bid_interval_seconds`` of event time
 every campaign gets a decision on ``bid-signals`` (docs/bidding.md) — in the same
-transaction as ``campaign-roi-latest``, its state in the same changelog.
+transaction as ``campaign-roi-latest``, its state in the same changelog. Once per minute of
+event time each campaign's delay-corrected ROI is also tested for a drop: alerts that fire
+or resolve go to ``campaign-alerts`` and the compacted ``campaign-alerts-latest``, explained
+by their drivers, sentiment and the ``review-topics`` that grew (docs/alerts.md).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ..domain.alerts import AlertBook, AlertConfig
 from ..domain.bidding import BidBook, BiddingConfig
 from ..domain.events import Spend
 from ..domain.journal import Change
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
-from ..domain.records import BidInputs, CampaignDelta, ScoredReview
+from ..domain.records import BidInputs, CampaignDelta, ReviewTopics, ScoredReview
 from ..domain.roi import Totals
 from ..domain.validation import Reason, Validated
 from ..domain.windows import Aggregation, AggregationConfig
@@ -36,6 +40,7 @@ from .quality import quality_record, record_key
 _encode = msgspec.json.Encoder().encode
 _decode_delta = msgspec.json.Decoder(CampaignDelta).decode
 _decode_review = msgspec.json.Decoder(ScoredReview).decode
+_decode_topics = msgspec.json.Decoder(ReviewTopics).decode
 T = TypeVar("T")
 
 
@@ -49,16 +54,25 @@ class PartitionAggregation(Aggregation):
         forecaster: RoiForecaster | None = None,
         conversion_model_version: str | None = None,
         bidding: BiddingConfig | None = None,
+        alerting: AlertConfig | None = None,
     ) -> None:
         super().__init__(config, forecaster, conversion_model_version)
         self.partition = partition
         self.reported_samples = 0
         self.bids = BidBook(bidding or BiddingConfig(), config.currency)
+        self.alerts = AlertBook(alerting or AlertConfig(), config.currency)
 
     def on_spend(self, spend: Spend, amount: float) -> Outcome:
         outcome = super().on_spend(spend, amount)
         if outcome is not Outcome.DUPLICATE:
             self.bids.observe(spend.campaign_id, spend.ts, spend=amount)
+            self.alerts.observe_spend(spend.campaign_id, spend.ts, amount, spend.impressions)
+        return outcome
+
+    def on_review(self, review: ScoredReview) -> Outcome:
+        outcome = super().on_review(review)
+        if outcome is not Outcome.DUPLICATE:
+            self.alerts.observe_review(review)
         return outcome
 
     def on_delta(self, delta: CampaignDelta) -> Outcome:
@@ -72,6 +86,17 @@ class PartitionAggregation(Aggregation):
                 conversions=t.conversions,
                 revenue=t.revenue,
             )
+            if delta.kind == "click":
+                self.alerts.observe_clicks(delta.campaign_id, delta.window_start, t.clicks)
+            else:  # the delay from the middle of the click window: ± half a window
+                middle = delta.window_start + self.config.window_size_seconds / 2
+                self.alerts.observe_conversions(
+                    delta.campaign_id,
+                    delta.window_start,
+                    t.conversions,
+                    t.revenue,
+                    delta.max_ts - middle,
+                )
         return outcome
 
     def bid_context(self, campaign_id: str) -> tuple[Totals | None, BidInputs]:
@@ -90,11 +115,13 @@ class PartitionAggregation(Aggregation):
         )
 
     def changes(self) -> list[Change]:
-        return super().changes() + self.bids.changes()
+        return super().changes() + self.bids.changes() + self.alerts.changes()
 
     def restore(self, key: str, value: Any) -> None:
         if self.bids.owns(key):
             self.bids.restore(key, value)
+        elif self.alerts.owns(key):
+            self.alerts.restore(key, value)
         else:
             super().restore(key, value)
 
@@ -105,7 +132,10 @@ class AggregationAgent:
 
     def __init__(self, settings: Settings) -> None:
         t = settings.topics
-        self.topics = (t.spend, t.reviews_scored, t.campaign_deltas)
+        self.topics = (t.spend, t.reviews_scored, t.campaign_deltas, t.review_topics)
+        self._topics_topic = t.review_topics
+        self._alerts_topic = t.campaign_alerts
+        self._alerts_latest_topic = t.campaign_alerts_latest
         self._deltas_topic = t.campaign_deltas
         self._reviews_topic = t.reviews_scored
         self._roi_topic = t.campaign_roi
@@ -140,18 +170,29 @@ class AggregationAgent:
             pause_probability=settings.bid_pause_probability,
             resume_probability=settings.bid_resume_probability,
         )
+        self._alerting = AlertConfig(
+            recent_seconds=settings.alert_recent_seconds,
+            baseline_seconds=settings.alert_baseline_seconds,
+            min_spend=settings.alert_min_spend,
+            min_expected_conversions=settings.alert_min_expected_conversions,
+            z_fire=settings.alert_z,
+            min_roi_drop=settings.alert_min_roi_drop,
+        )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder({t.spend: "spend"}, currencies, t.dead_letter, settings.worker_id)
 
     def new_state(self, partition: int) -> PartitionAggregation:
         if not self._models:
-            return PartitionAggregation(partition, self._config, bidding=self._bidding)
+            return PartitionAggregation(
+                partition, self._config, bidding=self._bidding, alerting=self._alerting
+            )
         return PartitionAggregation(
             partition,
             self._config,
             RoiForecaster(),
             ConversionConfig().version,
             self._bidding,
+            self._alerting,
         )
 
     def process(self, state: PartitionAggregation, records: Sequence[Record], out: Outbox) -> None:
@@ -160,6 +201,11 @@ class AggregationAgent:
             self._process_deltas(state, records, out)
         elif topic == self._reviews_topic:
             self._process_reviews(state, records, out)
+        elif topic == self._topics_topic:
+            for record in records:
+                found = self._internal(record, _decode_topics, out)
+                if found is not None:
+                    state.alerts.observe_topics(found)
         else:
 
             def handle(valid: Validated) -> Outcome:
@@ -210,6 +256,10 @@ class AggregationAgent:
         out.latest.extend(latest)
         for signal in state.bids.tick(state.watermark, now, state.bid_context):
             out.send(self._bids_topic, signal.campaign_id.encode(), _encode(signal))
+        for alert in state.alerts.tick(state.watermark, state.conversion_watermark, now):
+            value = _encode(alert)
+            out.send(self._alerts_topic, alert.campaign_id.encode(), value)
+            out.send(self._alerts_latest_topic, alert.campaign_id.encode(), value)
         forecaster = state.forecaster
         if forecaster is not None and forecaster.samples_seen != state.reported_samples:
             state.reported_samples = forecaster.samples_seen

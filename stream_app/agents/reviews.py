@@ -5,6 +5,13 @@ and scores off the event loop, so a slow model never holds up clicks, conversion
 spend in the same process. Each poll takes at most ``sentiment_batch_size`` reviews (the
 batch layer's equivalent of Faust's ``stream.take(n, within=…)``); the scored records,
 dead letters and input offsets commit together, exactly once. Texts never reach a log.
+
+Each readable review also teaches the partition's online topic model
+(:class:`~stream_app.learning.topics.ReviewTopicModel`); per campaign and minute, the
+topic mass of its reviews (and of the negative ones) goes to ``review-topics`` with the
+top terms per topic, for the alert explanations (docs/alerts.md). The model is changelog
+state, snapshotted every ``SNAPSHOT_EVERY`` reviews (as the STYLE asks of River models),
+so a restart resumes from the last snapshot.
 """
 
 from __future__ import annotations
@@ -22,15 +29,20 @@ from ..domain.events import Review
 from ..domain.journal import Change
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
-from ..domain.records import ScoredReview
+from ..domain.records import ReviewTopics, ScoredReview, TopicTerms
 from ..domain.validation import Reason
 from ..engine.stage import Outbox
+from ..learning.topics import ReviewTopicModel
 from ..sentiment import CorruptText, Screened, SentimentScore, SentimentScorer, screen
 from ..settings import Settings
 from .base import EdgeDecoder, Record
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
+
+
+SNAPSHOT_EVERY = 200
+TOPICS_KEY = "model|topics"
 
 
 class NoState:
@@ -41,6 +53,25 @@ class NoState:
 
     def restore(self, key: str, value: object) -> None:
         raise ValueError(f"the sentiment stage has no state; got {key!r}")
+
+
+class TopicState:
+    """One partition's review topic model; written to the changelog every N reviews."""
+
+    def __init__(self, n_topics: int) -> None:
+        self.model = ReviewTopicModel(n_topics)
+        self.unsaved = 0
+
+    def changes(self) -> list[Change]:
+        if self.unsaved < SNAPSHOT_EVERY:
+            return []
+        self.unsaved = 0
+        return [(TOPICS_KEY, self.model.to_state())]
+
+    def restore(self, key: str, value: object) -> None:
+        if key != TOPICS_KEY or not isinstance(value, str):
+            raise ValueError(f"unknown sentiment state key {key!r}")
+        self.model = ReviewTopicModel.from_state(value)
 
 
 class TextScorer(Protocol):
@@ -62,12 +93,14 @@ class _Pending:
 
 class ReviewAgent:
     name = "sentiment"
-    stateful = False
+    stateful = True
 
     def __init__(self, settings: Settings, scorer: TextScorer | None = None) -> None:
         t = settings.topics
         self.topics = (t.reviews,)
         self._scored_topic = t.reviews_scored
+        self._topics_topic = t.review_topics
+        self._n_topics = settings.review_topics_count
         self.scorer: TextScorer = scorer or SentimentScorer(
             settings.sentiment_model_dir,
             threads=settings.sentiment_threads,
@@ -78,10 +111,10 @@ class ReviewAgent:
             {t.reviews: "review"}, currencies, t.dead_letter, settings.worker_id
         )
 
-    def new_state(self, partition: int) -> NoState:
-        return NoState()
+    def new_state(self, partition: int) -> TopicState:
+        return TopicState(self._n_topics)
 
-    async def process(self, state: NoState, records: Sequence[Record], out: Outbox) -> None:
+    async def process(self, state: TopicState, records: Sequence[Record], out: Outbox) -> None:
         batch: list[_Pending] = []
         for record in records:
             valid = self._edge.decode(record, out)
@@ -102,6 +135,7 @@ class ReviewAgent:
             out.sentiment_batches.append((len(readable), time.perf_counter() - started))
         now = time.time()
         version = self.scorer.version
+        mass: dict[tuple[str, float], tuple[list[int], list[float], list[float]]] = {}
         for item in batch:
             score = scores.get(id(item))
             if item.screened.unscored is None and score is None:
@@ -122,10 +156,38 @@ class ReviewAgent:
             # keyed by campaign whatever the input key was: aggregation is campaign-partitioned
             out.send(self._scored_topic, value.campaign_id.encode(), _encode(value))
             out.outcomes[(item.record.topic, Outcome.ACCEPTED)] += 1
+            if score is not None:
+                shares = state.model.learn_transform(item.screened.text)
+                state.unsaved += 1
+                key = (value.campaign_id, (value.ts // 60) * 60.0)
+                if key not in mass:
+                    mass[key] = ([0, 0], [0.0] * len(shares), [0.0] * len(shares))
+                counts, all_mass, negative = mass[key]
+                counts[0] += 1
+                counts[1] += int(score.score < 0)
+                for k, x in enumerate(shares):
+                    all_mass[k] += x
+                    if score.score < 0:
+                        negative[k] += x
             if value.label is not None:
                 out.reviews_scored[value.label] += 1
             else:
                 out.reviews_unscored[str(reason)] += 1
+        if mass:
+            terms = [TopicTerms(topic=k, terms=t) for k, t in enumerate(state.model.top_terms())]
+            for (campaign_id, start), (counts, all_mass, negative) in sorted(mass.items()):
+                topics = ReviewTopics(
+                    campaign_id=campaign_id,
+                    bucket_start=start,
+                    reviews=counts[0],
+                    negative_reviews=counts[1],
+                    mass=[round(x, 6) for x in all_mass],
+                    negative_mass=[round(x, 6) for x in negative],
+                    topics=terms,
+                    model_version=state.model.version,
+                    emitted_at=now,
+                )
+                out.send(self._topics_topic, campaign_id.encode(), _encode(topics))
 
     async def _score(self, batch: list[_Pending], out: Outbox) -> dict[int, SentimentScore]:
         """Scores by ``id`` of the pending item; a failing text is found and dead-lettered."""
@@ -147,5 +209,5 @@ class ReviewAgent:
                 self._edge.reject(item.record, Reason.PROCESSING_ERROR, type(exc).__name__, out)
         return found
 
-    def flush(self, state: NoState, out: Outbox, now: float) -> None:
+    def flush(self, state: TopicState, out: Outbox, now: float) -> None:
         """Nothing buffered: every batch is scored and sent before its offsets commit."""

@@ -328,3 +328,104 @@ class BidSignal(msgspec.Struct, frozen=True, kw_only=True):
     inputs: BidInputs
     uncertainty: BidUncertainty
     emitted_at: float
+
+
+class AlertDriver(msgspec.Struct, frozen=True, kw_only=True):
+    """One term of the exact decomposition log ROAS = log CTR + log CVR + log order value
+    − log CPM (docs/alerts.md).
+
+    ``contribution`` is the term's change in log ROAS (signed: negative pulls ROAS down;
+    for ``cpm`` it is −Δ log CPM); ``share`` = contribution / Δ log ROAS, so the shares sum
+    to 1 and a term that moved against the change has a negative share.
+    """
+
+    name: Literal["ctr", "cvr", "order_value", "cpm"]
+    before: float
+    now: float
+    contribution: float
+    share: float
+
+
+class AlertTopic(msgspec.Struct, frozen=True, kw_only=True):
+    """A review topic whose share among the campaign's negative reviews grew."""
+
+    topic: int
+    terms: list[str]
+    share_before: float
+    share_now: float
+
+
+class AlertSentiment(msgspec.Struct, frozen=True, kw_only=True):
+    """Review sentiment before and now (``null`` without scored reviews in the span)."""
+
+    reviews_before: int
+    reviews_now: int
+    mean_before: float | None
+    mean_now: float | None
+    negative_share_before: float | None
+    negative_share_now: float | None
+
+
+class CampaignAlert(msgspec.Struct, frozen=True, kw_only=True):
+    """``campaign-alerts`` (keyed by campaign_id; ``campaign-alerts-latest`` compacted).
+
+    One record when a campaign's delay-corrected ROI drops (``state`` ``firing``) and one when
+    it recovers (``resolved``); ``alert_id`` is the same for both. ``roi_before`` is the
+    baseline span's ROI, ``roi_now`` the recent span's, both with the recent clicks'
+    conversions still to come estimated from the observed conversion-delay distribution
+    (docs/alerts.md). ``drivers`` are ordered by how much they pulled ROAS down, the true
+    cause first; ``summary`` is the one-line explanation also exported to Prometheus.
+    """
+
+    schema_version: Literal[1] = 1
+    alert_id: str
+    campaign_id: str
+    state: Literal["firing", "resolved"]
+    severity: Literal["page", "ticket"]
+    revision: int
+    window_start: float
+    """Start of the recent span (event time)."""
+    window_end: float
+    baseline_start: float
+    baseline_end: float
+    roi_before: float
+    roi_now: float
+    z_score: float
+    spend_now: float
+    conversions_now: int
+    expected_conversions_now: float
+    """Conversions the recent clicks would have had by now at the baseline CVR."""
+    currency: str
+    drivers: list[AlertDriver]
+    sentiment: AlertSentiment
+    topics: list[AlertTopic]
+    summary: str
+    fired_at: float
+    """Event time at which it fired."""
+    resolved_at: float | None = None
+    emitted_at: float
+
+
+class TopicTerms(msgspec.Struct, frozen=True, kw_only=True):
+    topic: int
+    terms: list[str]
+
+
+class ReviewTopics(msgspec.Struct, frozen=True, kw_only=True):
+    """``review-topics`` (keyed by campaign_id): one campaign's reviews of one micro-batch
+    and minute, as topic mass (the online topic model's document-topic shares summed).
+
+    ``negative_mass`` counts only reviews scored below 0. ``topics`` are the model's top
+    terms per topic as of this batch. Never review text: terms only.
+    """
+
+    schema_version: Literal[1] = 1
+    campaign_id: str
+    bucket_start: float
+    reviews: int
+    negative_reviews: int
+    mass: list[float]
+    negative_mass: list[float]
+    topics: list[TopicTerms]
+    model_version: str
+    emitted_at: float

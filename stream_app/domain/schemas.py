@@ -15,11 +15,13 @@ import msgspec
 from .events import Click, Conversion, Review, Spend
 from .records import (
     BidSignal,
+    CampaignAlert,
     CampaignDelta,
     CampaignLatest,
     ClickScored,
     DeadLetter,
     ModelQualityRecord,
+    ReviewTopics,
     ScoredReview,
     UnattributedConversion,
     WindowRoi,
@@ -36,6 +38,8 @@ SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "campaign-roi": WindowRoi,
     "campaign-roi-latest": CampaignLatest,
     "bid-signal": BidSignal,
+    "campaign-alert": CampaignAlert,
+    "review-topics": ReviewTopics,
     "campaign-delta": CampaignDelta,
     "click-scored": ClickScored,
     "model-quality": ModelQualityRecord,

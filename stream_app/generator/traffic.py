@@ -28,6 +28,7 @@ from ..domain.money import CurrencyTable
 from ..settings import DEFAULT_RATES
 from .market import Market
 from .profiles import BadReason, CampaignProfile, Scenario
+from .shocks import COMPLAINT_THEME, Shocks
 from .truth import CampaignTruth, GroundTruth
 
 
@@ -137,9 +138,11 @@ class TrafficGenerator:
         currencies: CurrencyTable | None = None,
         window_size_seconds: int | None = None,
         market: Market | None = None,
+        shocks: Shocks | None = None,
     ) -> None:
         self.scenario = scenario
         self.market = market
+        self.shocks = shocks
         self.profiles = scenario.profiles()
         self.currencies = currencies or CurrencyTable(DEFAULT_RATES, "USD")
         missing = {p.currency for p in self.profiles if p.currency not in self.currencies}
@@ -182,6 +185,7 @@ class _Run:
         self.scratch = CampaignTruth()  # what window() gives without window sizes
         self.profiles = gen.profiles
         self.market = gen.market
+        self.shocks = gen.shocks
         self.cpc_factor: dict[str, float] = {}
         self.run = format(s.seed % 2**32, "x")
         self.heap: list[tuple[float, int, Emitted]] = []
@@ -293,10 +297,13 @@ class _Run:
             t1 = min(t + step, s.end_ts)
             for i, profile in enumerate(self.profiles):
                 clicks = 0
+                rate = rates[i]
+                if self.shocks is not None:  # docs/alerts.md; without: as before, exactly
+                    rate *= self.shocks.click_factor(profile.campaign_id, t)
                 while next_click[i] < t1:
                     self.click(profile, round(next_click[i], 3))
                     clicks += 1
-                    next_click[i] += _gap(rng, rates[i])
+                    next_click[i] += _gap(rng, rate)
                 while next_review[i] < t1:
                     self.review(profile, round(next_review[i], 3))
                     next_review[i] += _gap(rng, review_rate)
@@ -355,6 +362,8 @@ class _Run:
             prob *= s.collapse_factor
         if self.market is not None:
             prob *= self.market.cvr_factor(p.campaign_id, ts)
+        if self.shocks is not None:
+            prob *= self.shocks.cvr_factor(p.campaign_id, ts)
         prob = min(prob, _P_MAX)
         click = Click(
             schema_version=1,
@@ -399,7 +408,7 @@ class _Run:
             self.orphan(p, round(click_ts + rng.uniform(1.0, 120.0), 3))
         if ts > self.horizon_end:  # beyond what this run observes
             return False, None
-        revenue = self.revenue(p)
+        revenue = self.revenue(p, click_ts)
         money = self.table.to_reporting(revenue, p.currency)
         event = Conversion(
             schema_version=1,
@@ -439,15 +448,19 @@ class _Run:
         self.truth.add_unattributed("unknown_click", self.table.to_reporting(revenue, p.currency))
         self.emit("conversion", click_id.encode(), event, ts)
 
-    def revenue(self, p: CampaignProfile) -> float:
+    def revenue(self, p: CampaignProfile, click_ts: float | None = None) -> float:
         """Log-normal order value with mean ``aov``, in the campaign's currency."""
         sigma = p.aov_spread
         factor = math.exp(self.rng.gauss(0.0, sigma) - sigma * sigma / 2)
+        if self.shocks is not None and click_ts is not None:
+            factor *= self.shocks.order_value_factor(p.campaign_id, click_ts)
         return max(0.01, round(p.aov * factor, 2))
 
     def spend(self, p: CampaignProfile, clicks: int, ts: float) -> None:
         rng = self.rng
         cpc = p.cpc * self.cpc_factor.get(p.campaign_id, 1.0)  # exactly p.cpc without bids
+        if self.shocks is not None:
+            cpc *= self.shocks.cpc_factor(p.campaign_id, ts)
         amount = round(clicks * cpc * rng.uniform(0.9, 1.1), 2)
         impressions = max(clicks, round((clicks + rng.uniform(-0.5, 0.5)) / p.ctr))
         event = Spend(
@@ -468,6 +481,10 @@ class _Run:
     def review(self, p: CampaignProfile, ts: float) -> None:
         rng = self.rng
         mood = p.review_tone + rng.gauss(0.0, 0.45)
+        theme = False
+        if self.shocks is not None:
+            mood += self.shocks.tone(p.campaign_id, ts)
+            theme = self.shocks.theme(p.campaign_id, ts)
         tone = "positive" if mood > 0.3 else "negative" if mood < -0.3 else "neutral"
         rating: int | None = _rating(rng, tone)
         if rng.random() < 0.1:
@@ -476,7 +493,7 @@ class _Run:
             schema_version=1,
             event_id=f"rv{self.run}-{next(self.n)}",
             campaign_id=p.campaign_id,
-            text=review_text(rng, tone, p.product),
+            text=review_text(rng, tone, p.product, theme),
             ts=ts,
             rating=rating,
         )
@@ -586,13 +603,15 @@ _TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] 
 }
 
 
-def review_text(rng: random.Random, tone: str, product: str) -> str:
+def review_text(rng: random.Random, tone: str, product: str, theme: bool = False) -> str:
     """An English review of ``product`` in ``tone`` (positive, negative or neutral).
 
     >>> review_text(random.Random(1), "negative", "blender").split(". ")[0]
     'The blender broke after a week'
     """
     openers, details, closers = _TEMPLATES[tone]
+    if theme and tone == "negative":  # the shocks' new complaint, in place of the usual ones
+        details = COMPLAINT_THEME
     parts = [rng.choice(openers).format(product=product), rng.choice(details), rng.choice(closers)]
     return " ".join(part for part in parts if part)
 

@@ -12,15 +12,20 @@ import contextlib
 import functools
 from collections.abc import Iterable, Mapping
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..domain.records import CampaignAlert, ModelQualityRecord
 from ..domain.records import Metrics as RecordMetrics
-from ..domain.records import ModelQualityRecord
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
 from ..engine.worker import CommitObserver, Worker
 from .labels import OTHER, LabelBudget
 
+ALERTS_TOPIC_SUFFIX = "campaign-alerts"
+"""Alert records are read from the transaction's own messages (any topic prefix)."""
+EXPLANATION_MAX_CHARS = 300
+_decode_alert = msgspec.json.Decoder(CampaignAlert).decode
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -193,6 +198,45 @@ class Metrics:
             "stream_app_campaign_reviews", "Reviews received (scored or not), cumulative."
         )
 
+        self.alert_info = Gauge(
+            "stream_app_campaign_alert_info",
+            "1 while the campaign's ROI-drop alert fires; its id, severity, first driver and "
+            "explanation as labels (one series per firing campaign: bounded by the campaign "
+            "label budget, removed when the alert resolves). docs/alerts.md.",
+            ["campaign", "alert_id", "severity", "driver", "explanation"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "stream_app_alerts_total",
+            "ROI-drop alert records by state (firing, resolved) and severity.",
+            ["state", "severity"],
+            registry=registry,
+        )
+        self._alert_labels: dict[str, tuple[str, ...]] = {}
+
+    def observe_alert(self, alert: CampaignAlert) -> None:
+        """Export one committed alert record (firing: set; resolved: remove)."""
+        self.alerts.labels(alert.state, alert.severity).inc()
+        label = self._budget.label(alert.campaign_id)
+        if label == OTHER:
+            return
+        old = self._alert_labels.pop(label, None)
+        if old is not None:
+            with contextlib.suppress(KeyError):
+                self.alert_info.remove(*old)
+        if alert.state != "firing":
+            return
+        driver = alert.drivers[0].name if alert.drivers else ""
+        labels = (
+            label,
+            alert.alert_id,
+            alert.severity,
+            driver,
+            alert.summary[:EXPLANATION_MAX_CHARS],
+        )
+        self.alert_info.labels(*labels).set(1)
+        self._alert_labels[label] = labels
+
     def watch(self, name: str, worker: Worker) -> None:
         """Health gauges read from ``worker`` at every scrape."""
         self.unrestored.labels(name).set_function(lambda: len(worker.unrestored))
@@ -234,6 +278,9 @@ class Metrics:
             self._set_model(q)
         for topic, messages in lag.items():
             self.lag.labels(topic).set(messages)
+        for topic, _key, value, _partition in out.messages:
+            if topic.endswith(ALERTS_TOPIC_SUFFIX):
+                self.observe_alert(_decode_alert(value))
         others_changed = False
         for record in out.latest:
             label = self._budget.label(record.campaign_id)

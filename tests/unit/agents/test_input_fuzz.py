@@ -57,6 +57,9 @@ OUTPUT_SCHEMAS = {
     T.conversions_unattributed: "conversion-unattributed",
     T.dead_letter: "dead-letter",
     T.reviews_scored: "review-scored",
+    T.review_topics: "review-topics",
+    T.campaign_alerts: "campaign-alert",
+    T.campaign_alerts_latest: "campaign-alert",
 }
 VALIDATORS = {
     topic: jsonschema.Draft202012Validator(json_schema(name))
