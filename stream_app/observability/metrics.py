@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..domain.records import BidSignal, ModelQualityRecord
 from ..domain.records import Metrics as RecordMetrics
-from ..domain.records import ModelQualityRecord
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
 from ..engine.worker import CommitObserver, Worker
@@ -31,6 +31,7 @@ class Metrics:
         self.registry = registry
         self._budget = LabelBudget(max_campaigns)
         self._others: dict[str, RecordMetrics] = {}
+        self._other_bids: dict[str, BidSignal] = {}
         self.events = Counter(
             "stream_app_events_total",
             "Input events by topic and outcome (accepted, duplicate, attributed, ...).",
@@ -192,6 +193,23 @@ class Metrics:
         self.reviews = campaign_gauge(
             "stream_app_campaign_reviews", "Reviews received (scored or not), cumulative."
         )
+        # bid-signals (docs/bidding.md); campaign="other": the mean multiplier and the
+        # number paused of the campaigns beyond the label budget
+        self.bid_multiplier = campaign_gauge(
+            "stream_app_campaign_bid_multiplier_ratio",
+            "Recommended bid multiplier of the campaign's latest bid-signals decision "
+            "(× its base bid; kept while paused).",
+        )
+        self.bid_paused = campaign_gauge(
+            "stream_app_campaign_bid_paused",
+            "1 while the latest bid-signals decision advises the campaign paused, else 0.",
+        )
+        self.bid_decisions = Counter(
+            "stream_app_bid_decisions_total",
+            "bid-signals decisions committed, by advice (run, pause, paused, resume).",
+            ["advice"],
+            registry=registry,
+        )
 
     def watch(self, name: str, worker: Worker) -> None:
         """Health gauges read from ``worker`` at every scrape."""
@@ -251,6 +269,23 @@ class Metrics:
                 _set(self.p_conversion, label, record.predictions.p_conversion_mean)
         if others_changed:
             self._set_campaign(OTHER, _sum(self._others.values()))
+        self._set_bids(out.bid_signals)
+
+    def _set_bids(self, signals: Iterable[BidSignal]) -> None:
+        others_changed = False
+        for signal in signals:
+            self.bid_decisions.labels(signal.advice).inc()
+            label = self._budget.label(signal.campaign_id)
+            if label == OTHER:
+                self._other_bids[signal.campaign_id] = signal
+                others_changed = True
+            else:
+                self.bid_multiplier.labels(label).set(signal.multiplier)
+                self.bid_paused.labels(label).set(float(signal.paused))
+        if others_changed:
+            others = self._other_bids.values()
+            self.bid_multiplier.labels(OTHER).set(sum(s.multiplier for s in others) / len(others))
+            self.bid_paused.labels(OTHER).set(sum(s.paused for s in others))
 
     def _set_model(self, q: ModelQualityRecord) -> None:
         labels = (q.model, str(q.partition))
