@@ -20,6 +20,7 @@ from typing import Any
 OUT_DIR = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 CAMPAIGN = 'campaign=~"$campaign"'
+RATE = "[$__rate_interval]"
 
 
 def per_minute(gauge: str, by: str = "campaign") -> str:
@@ -178,10 +179,33 @@ CAMPAIGN_ROI = Dashboard(
             ((f"stream_app_campaign_p_conversion_mean_ratio{{{CAMPAIGN}}}", "{{campaign}}"),),
             unit="percentunit",
         ),
+        Panel(
+            "Recommended bid multiplier (bid-signals)",
+            ((f"stream_app_campaign_bid_multiplier_ratio{{{CAMPAIGN}}}", "{{campaign}}"),),
+            description="× the campaign's base bid, from its latest committed bid-signals "
+            'decision (docs/bidding.md); held while paused. campaign="other": the mean of '
+            "the campaigns beyond the label budget.",
+        ),
+        Panel(
+            "Bidding paused",
+            ((f"stream_app_campaign_bid_paused{{{CAMPAIGN}}}", "{{campaign}}"),),
+            description="1 while the latest decision advises pausing: P(ROI < floor) is high "
+            'even at the lowest multiplier. campaign="other": how many of the campaigns '
+            "beyond the label budget are paused.",
+        ),
+        Panel(
+            "Bid decisions per minute, by advice",
+            (
+                (
+                    f"sum by (advice) (60 * rate(stream_app_bid_decisions_total{RATE}))",
+                    "{{advice}}",
+                ),
+            ),
+            description="All campaigns: one decision per campaign per bid interval of event "
+            "time (faster while a backlog is read); pause and resume are the ones to watch.",
+        ),
     ),
 )
-
-RATE = "[$__rate_interval]"
 
 OPERATIONS = Dashboard(
     uid="stream-app-operations",

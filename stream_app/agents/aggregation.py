@@ -256,10 +256,12 @@ class AggregationAgent:
         out.latest.extend(latest)
         for signal in state.bids.tick(state.watermark, now, state.bid_context):
             out.send(self._bids_topic, signal.campaign_id.encode(), _encode(signal))
+            out.bid_signals.append(signal)
         for alert in state.alerts.tick(state.watermark, state.conversion_watermark, now):
             value = _encode(alert)
             out.send(self._alerts_topic, alert.campaign_id.encode(), value)
             out.send(self._alerts_latest_topic, alert.campaign_id.encode(), value)
+            out.alerts.append(alert)
         forecaster = state.forecaster
         if forecaster is not None and forecaster.samples_seen != state.reported_samples:
             state.reported_samples = forecaster.samples_seen

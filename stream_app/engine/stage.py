@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..domain.journal import Change
-from ..domain.records import CampaignLatest, ModelQualityRecord
+from ..domain.records import BidSignal, CampaignAlert, CampaignLatest, ModelQualityRecord
 
 
 class Record(NamedTuple):
@@ -36,6 +36,8 @@ class Outbox:
     dead_letters: Counter[str] = field(default_factory=Counter)
     unattributed: Counter[str] = field(default_factory=Counter)
     latest: list[CampaignLatest] = field(default_factory=list)
+    bid_signals: list[BidSignal] = field(default_factory=list)
+    alerts: list[CampaignAlert] = field(default_factory=list)
     reviews_scored: Counter[str] = field(default_factory=Counter)
     reviews_unscored: Counter[str] = field(default_factory=Counter)
     model_quality: list[ModelQualityRecord] = field(default_factory=list)

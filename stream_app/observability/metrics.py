@@ -12,20 +12,16 @@ import contextlib
 import functools
 from collections.abc import Iterable, Mapping
 
-import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..domain.records import CampaignAlert, ModelQualityRecord
+from ..domain.records import BidSignal, CampaignAlert, ModelQualityRecord
 from ..domain.records import Metrics as RecordMetrics
 from ..domain.roi import Totals
 from ..engine.stage import Outbox
 from ..engine.worker import CommitObserver, Worker
 from .labels import OTHER, LabelBudget
 
-ALERTS_TOPIC_SUFFIX = "campaign-alerts"
-"""Alert records are read from the transaction's own messages (any topic prefix)."""
 EXPLANATION_MAX_CHARS = 300
-_decode_alert = msgspec.json.Decoder(CampaignAlert).decode
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -36,6 +32,7 @@ class Metrics:
         self.registry = registry
         self._budget = LabelBudget(max_campaigns)
         self._others: dict[str, RecordMetrics] = {}
+        self._other_bids: dict[str, BidSignal] = {}
         self.events = Counter(
             "stream_app_events_total",
             "Input events by topic and outcome (accepted, duplicate, attributed, ...).",
@@ -197,6 +194,23 @@ class Metrics:
         self.reviews = campaign_gauge(
             "stream_app_campaign_reviews", "Reviews received (scored or not), cumulative."
         )
+        # bid-signals (docs/bidding.md); campaign="other": the mean multiplier and the
+        # number paused of the campaigns beyond the label budget
+        self.bid_multiplier = campaign_gauge(
+            "stream_app_campaign_bid_multiplier_ratio",
+            "Recommended bid multiplier of the campaign's latest bid-signals decision "
+            "(× its base bid; kept while paused).",
+        )
+        self.bid_paused = campaign_gauge(
+            "stream_app_campaign_bid_paused",
+            "1 while the latest bid-signals decision advises the campaign paused, else 0.",
+        )
+        self.bid_decisions = Counter(
+            "stream_app_bid_decisions_total",
+            "bid-signals decisions committed, by advice (run, pause, paused, resume).",
+            ["advice"],
+            registry=registry,
+        )
 
         self.alert_info = Gauge(
             "stream_app_campaign_alert_info",
@@ -278,9 +292,8 @@ class Metrics:
             self._set_model(q)
         for topic, messages in lag.items():
             self.lag.labels(topic).set(messages)
-        for topic, _key, value, _partition in out.messages:
-            if topic.endswith(ALERTS_TOPIC_SUFFIX):
-                self.observe_alert(_decode_alert(value))
+        for alert in out.alerts:
+            self.observe_alert(alert)
         others_changed = False
         for record in out.latest:
             label = self._budget.label(record.campaign_id)
@@ -298,6 +311,23 @@ class Metrics:
                 _set(self.p_conversion, label, record.predictions.p_conversion_mean)
         if others_changed:
             self._set_campaign(OTHER, _sum(self._others.values()))
+        self._set_bids(out.bid_signals)
+
+    def _set_bids(self, signals: Iterable[BidSignal]) -> None:
+        others_changed = False
+        for signal in signals:
+            self.bid_decisions.labels(signal.advice).inc()
+            label = self._budget.label(signal.campaign_id)
+            if label == OTHER:
+                self._other_bids[signal.campaign_id] = signal
+                others_changed = True
+            else:
+                self.bid_multiplier.labels(label).set(signal.multiplier)
+                self.bid_paused.labels(label).set(float(signal.paused))
+        if others_changed:
+            others = self._other_bids.values()
+            self.bid_multiplier.labels(OTHER).set(sum(s.multiplier for s in others) / len(others))
+            self.bid_paused.labels(OTHER).set(sum(s.paused for s in others))
 
     def _set_model(self, q: ModelQualityRecord) -> None:
         labels = (q.model, str(q.partition))

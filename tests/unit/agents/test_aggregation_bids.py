@@ -65,6 +65,7 @@ def test_bid_signals_go_out_with_the_latest_records_and_survive_a_restore() -> N
         msgspec.json.decode(m[2], type=BidSignal) for m in out.messages if m[0] == t.bid_signals
     ]
     assert signal.campaign_id == "cmp-a"
+    assert out.bid_signals == [signal]  # what the metrics observe once the transaction commits
     assert signal.uncertainty.conversions > 0
     assert signal.uncertainty.spend > 0
     assert signal.uncertainty.clicks > 0
