@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -92,6 +93,18 @@ _TRANSIENT = frozenset(  # librdkafka's local codes are spelt with a leading und
 )
 
 
+_LEADER_MOVING = frozenset(
+    (
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TRANSPORT,  # noqa: SLF001
+        KafkaError._TIMED_OUT,  # noqa: SLF001
+    )
+)
+"""Errors of a partition whose leader is not (yet) there: a broker restarting."""
+
+
 def _is_record(message: Message) -> bool:
     """True for a record; False for an event librdkafka recovers from by itself (a lost
     connection, say); raises for any other error."""
@@ -127,9 +140,7 @@ def _read_all(
         partitions = _partitions(consumer, topic)
         end: dict[int, int] = {}
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=METADATA_TIMEOUT_S
-            )
+            low, high = _watermarks(consumer, TopicPartition(topic, p))
             if high > low:
                 end[p] = high
         out: dict[int, list[Record]] = {p: [] for p in end}
@@ -157,6 +168,22 @@ def _read_all(
         return [record for p in sorted(out) for record in out[p]]
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """The partition's offsets, waiting out a leader that is still being elected (a broker
+    just restarted answers ``NOT_LEADER_FOR_PARTITION`` for a moment)."""
+    deadline = time.monotonic() + METADATA_TIMEOUT_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
+            return low, high
+        except KafkaException as exc:
+            error = exc.args[0]
+            moving = error.retriable() or error.code() in _LEADER_MOVING
+            if error.fatal() or not moving or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAIT_S)
 
 
 def decode_all(records: list[Record], type_: type[T]) -> list[T]:

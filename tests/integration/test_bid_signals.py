@@ -121,7 +121,8 @@ def check_record(s: BidSignal, previous: BidSignal | None, cfg: BiddingConfig) -
     }[s.advice]
     if (was_paused, s.paused) != expected_advice:
         problems.append(f"{where}: advice {s.advice} after paused={was_paused}, now {s.paused}")
-    step = math.log1p(cfg.max_step) + 1e-6
+    # multipliers are rounded to 6 decimals in the record: allow that much in the ratio
+    step = math.log1p(cfg.max_step) + 0.5e-6 * (1 / before + 1 / s.multiplier)
     if s.advice == "run" and abs(math.log(s.multiplier / before)) > step:
         problems.append(f"{where}: step {before} -> {s.multiplier} beyond ×{1 + cfg.max_step}")
     if s.advice in ("pause", "paused") and s.multiplier != before:

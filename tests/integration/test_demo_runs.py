@@ -190,7 +190,8 @@ def test_restart_is_fresh_continue_resumes_and_a_killed_demo_is_recovered(
         assert worker in processes_with(tag)
 
         # 3. a plain restart: stops the killed demo's worker, starts fresh, deletes the old run
-        old_topics = [t for t in _topics(kafka) if t.startswith(prefix)]
+        changelogs = f"test-demo-{tag}-demo-{run['run_id']}-"  # <app_id>-<stage>-changelog
+        old_topics = [t for t in _topics(kafka) if t.startswith((prefix, changelogs))]
         assert old_topics
         third = PipedDemo(env)
         third.wait_tables(1)
@@ -208,7 +209,7 @@ def test_restart_is_fresh_continue_resumes_and_a_killed_demo_is_recovered(
         ), third.text()
         topics = _topics(kafka)
         assert not [t for t in topics if t.startswith(prefix)], topics
-        assert f"test-demo-{tag}-demo-{run['run_id']}-attribution-changelog" not in topics
+        assert not [t for t in topics if t.startswith(changelogs)], topics
         assert f"{tag}-demo-{new['run_id']}-clicks" in topics
         fresh_spend = sum(float(f["spend"].replace(",", "")) for f in _full(third)[0].values())
         assert fresh_spend < last_spend, (fresh_spend, last_spend)  # from zero, not continued

@@ -42,6 +42,8 @@ NEEDS_RARE_EVENTS = {
     "stream_app_reviews_unscored_total": "no empty or non-English review in this scenario",
     "stream_app_model_progressive_mae_ratio": "a forecast is scored only when its window "
     "matures, after the attribution window",
+    "stream_app_campaign_alert_info": "only while a ROI-drop alert fires, and this scenario "
+    "has no drop (tests/unit/observability/test_alert_metrics.py sets and clears it)",
 }
 
 
