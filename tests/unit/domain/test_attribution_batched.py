@@ -97,7 +97,8 @@ def test_batched_scoring_equals_scoring_each_click_on_arrival() -> None:
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         assert g == w
-    assert reference.model is not None and batched.model is not None
+    assert reference.model is not None
+    assert batched.model is not None
     assert batched.model.samples_seen == reference.model.samples_seen > 1000
     assert batched.model._classifier.weights == reference.model._classifier.weights
     assert batched.model.quality() == reference.model.quality()

@@ -116,9 +116,7 @@ def test_learn_many_ends_in_the_model_of_the_learn_loop(config: ConversionConfig
         predicted.append(p)
         one.learn(features, p, y, None)
     for part in _chunks(len(stream), [1, 17, 900, 3, 2500]):
-        many.learn_many(
-            [f for f, _ in stream[part]], predicted[part], [y for _, y in stream[part]]
-        )
+        many.learn_many([f for f, _ in stream[part]], predicted[part], [y for _, y in stream[part]])
     assert many._classifier.weights == one._classifier.weights  # the same learn_one calls
     assert many.samples_seen == one.samples_seen
     assert many._negatives == one._negatives
