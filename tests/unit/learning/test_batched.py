@@ -164,3 +164,26 @@ def test_score_many_is_predict() -> None:
     want = [model.predict(f) for f in batch]
     assert p == pytest.approx([w.p_conversion for w in want], rel=1e-12)
     assert ev == pytest.approx([w.expected_value for w in want], rel=1e-12)
+
+
+def test_ftrl_step_is_rivers_bit_for_bit() -> None:
+    from river import optim
+
+    from stream_app.learning.conversion import FTRLProximal
+
+    stream = _stream(5000)
+    ours = ConversionModel()
+    rivers = ConversionModel()
+    assert type(ours._classifier.optimizer) is FTRLProximal
+    rivers._classifier.optimizer.__class__ = optim.FTRLProximal
+    for features, y in stream:
+        for m in (ours, rivers):
+            m.learn(features, m.p_conversion(features), y, None)
+    assert ours._classifier.weights == rivers._classifier.weights
+    assert dict(ours._classifier.optimizer.z) == dict(rivers._classifier.optimizer.z)
+    assert dict(ours._classifier.optimizer.n) == dict(rivers._classifier.optimizer.n)
+    assert ours._classifier.optimizer.n_iterations == rivers._classifier.optimizer.n_iterations
+    # a state written with River's class loads, and learns on with this one
+    restored = ConversionModel.from_state(rivers.to_state())
+    assert type(restored._classifier.optimizer) is FTRLProximal
+    assert restored._classifier.weights == ours._classifier.weights
