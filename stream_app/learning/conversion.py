@@ -339,10 +339,13 @@ class ConversionModel:
         model = decode_state(state)
         if not isinstance(model, cls):
             raise TypeError(f"state holds a {type(model).__name__}, not a {cls.__name__}")
-        opt = model._classifier.optimizer
+        return model
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        opt = self._classifier.optimizer
         if type(opt) is optim.FTRLProximal:  # a state written before FTRLProximal below
             opt.__class__ = FTRLProximal
-        return model
 
 
 class FTRLProximal(optim.FTRLProximal):  # type: ignore[misc]
