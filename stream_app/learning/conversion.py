@@ -348,7 +348,7 @@ class ConversionModel:
             opt.__class__ = FTRLProximal
 
 
-class FTRLProximal(optim.FTRLProximal):  # type: ignore[misc]
+class FTRLProximal(optim.FTRLProximal):
     """River's FTRL-Proximal, the same update step for step, without its per-call overhead.
 
     River's step calls ``np.sign`` on a Python float for every feature (about 0.7 µs each)
