@@ -191,9 +191,10 @@ class Attribution:
         model = self.model
         if not batch or model is None:
             return
+        p = model.p_conversion_many([features for _, features, _ in batch]).tolist()
+        # only now: were the model to fail, the clicks would still be waiting, not lost
         self._unscored = []
         converted, self._unscored_converted = self._unscored_converted, {}
-        p = model.p_conversion_many([features for _, features, _ in batch]).tolist()
         values: dict[str, float] = {}  # order value per campaign, until one is learnt
         scored_clicks = self._scored_clicks
         for (click, features, totals), p_i in zip(batch, p, strict=True):
