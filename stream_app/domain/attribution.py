@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..learning import ConversionModel, ModelQuality, click_features
 from .dedup import Deduplicator
@@ -64,17 +64,18 @@ class AttributionConfig:
     """Events later than this in their own stream go in ``late`` deltas; None: never."""
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """What the conversion model said about a click when it arrived."""
+class Scored(NamedTuple):
+    """What the conversion model said about a click when it arrived.
+
+    A named tuple, not a frozen dataclass: one is made per click (a third of the cost).
+    """
 
     features: dict[str, float]
     p_conversion: float
     expected_value: float
 
 
-@dataclass(frozen=True, slots=True)
-class Label:
+class Label(NamedTuple):
     """A click's outcome with the features and prediction of click time (delayed label)."""
 
     click_id: str
@@ -107,6 +108,10 @@ class Attribution:
         self._progress_sent: tuple[float, float] | None = None
         self._model_changed = False  # learnt since the last snapshot
         self._scored_clicks: list[tuple[Click, Scored]] = []
+        # new clicks awaiting their score, with their features and their click delta's totals
+        self._unscored: list[tuple[Click, dict[str, float], Totals]] = []
+        # the first conversion of the last of them, when it came before its click
+        self._unscored_converted: dict[str, tuple[float, Totals]] = {}
         # One watermark per input: each side waits for the *other* stream's event time, so
         # a backlog read faster on one topic never gives up on the other too early.
         self.click_watermark = 0.0
@@ -130,7 +135,12 @@ class Attribution:
 
     # -- events -------------------------------------------------------------------------
     def on_click(self, click: Click, scored: Scored | None = None) -> Outcome:
-        """Index the click; with ``scored``, keep it open until its label is known."""
+        """Index the click; with ``scored``, keep it open until its label is known.
+
+        With a model and no ``scored``, the model scores the click with the other new clicks
+        in one vectorised call (:meth:`score_pending`), before anything reads or changes the
+        model: the same score as when it arrived.
+        """
         if (
             not self.seen_clicks.first_time(click.event_id, click.ts)
             or click.click_id in self.clicks
@@ -139,18 +149,17 @@ class Attribution:
         late = self._late(click.ts, 0.0, self.click_watermark)
         if click.ts > self.click_watermark:
             self.click_watermark = click.ts
-        if scored is None and self.model is not None:
-            features = click_features(click)
-            prediction = self.model.predict(features)
-            scored = Scored(features, prediction.p_conversion, prediction.expected_value)
-            self._scored_clicks.append((click, scored))
-        self._index_click(click.click_id, click.campaign_id, click.ts, scored)
+        bucket = self._index_click(click.click_id, click.campaign_id, click.ts)
         totals = self._delta(click.campaign_id, click.ts, "click", click.ts, late)
         totals.clicks += 1
-        if scored is not None:
-            totals.expected_revenue += scored.expected_value
-            totals.open_expected_revenue += scored.expected_value
-            totals.p_conversion_sum += scored.p_conversion
+        if scored is None and self.model is not None:
+            self._unscored.append((click, click_features(click), totals))
+        else:
+            self._log_click(bucket, click.click_id, click.campaign_id, click.ts, scored)
+            if scored is not None:
+                totals.expected_revenue += scored.expected_value
+                totals.open_expected_revenue += scored.expected_value
+                totals.p_conversion_sum += scored.p_conversion
         for event_id, revenue, ts, read_at in self.pending.pop(click.click_id, ()):
             self._pending_dirty.add(click.click_id)
             self._attribute(event_id, click.click_id, revenue, ts, read_at)
@@ -171,10 +180,50 @@ class Attribution:
         self._pending_dirty.add(conversion.click_id)
         return Outcome.PENDING
 
+    def score_pending(self) -> None:
+        """Score the new clicks since the last call, all in one call to the model.
+
+        Runs before anything reads the open clicks, their changelog or the deltas, and before
+        the model changes (an order value learnt, labels learnt): each click gets the score
+        it would have got on arrival.
+        """
+        batch = self._unscored
+        model = self.model
+        if not batch or model is None:
+            return
+        p = model.p_conversion_many([features for _, features, _ in batch]).tolist()
+        # only now: were the model to fail, the clicks would still be waiting, not lost
+        self._unscored = []
+        converted, self._unscored_converted = self._unscored_converted, {}
+        values: dict[str, float] = {}  # order value per campaign, until one is learnt
+        scored_clicks = self._scored_clicks
+        for (click, features, totals), p_i in zip(batch, p, strict=True):
+            campaign_id = click.campaign_id
+            value = values.get(campaign_id)
+            if value is None:
+                value = values[campaign_id] = model.order_value(campaign_id)
+            ev_i = p_i * value
+            scored = Scored(features, p_i, ev_i)
+            scored_clicks.append((click, scored))
+            bucket = int(click.ts // CLICK_BUCKET_SECONDS)
+            self._log_click(bucket, click.click_id, campaign_id, click.ts, scored)
+            totals.expected_revenue += ev_i
+            totals.open_expected_revenue += ev_i
+            totals.p_conversion_sum += p_i
+            if converted and click.click_id in converted:
+                revenue, on_time = converted.pop(click.click_id)
+                self._converts(click.click_id, self.open[click.click_id], revenue, on_time)
+                values.clear()
+
     def _attribute(
         self, event_id: str, click_id: str, revenue: float, ts: float, read_at: float
     ) -> Outcome:
         """Attribute a conversion read when the conversion watermark was ``read_at``."""
+        # the last new click's own conversions (they came before it) wait for its score;
+        # any other conversion may teach the value model: every new click is scored first
+        unscored_click = bool(self._unscored) and self._unscored[-1][0].click_id == click_id
+        if self._unscored and not unscored_click:
+            self.score_pending()
         campaign_id, click_ts = self.clicks[click_id]
         window = self.config.attribution_window_seconds
         if ts - click_ts > window:
@@ -184,17 +233,26 @@ class Attribution:
         totals = self._delta(campaign_id, click_ts, "conversion", ts, late)
         totals.conversions += 1
         totals.revenue += revenue
+        if unscored_click:
+            if click_id not in self._unscored_converted:  # its first conversion
+                on_time = self._delta(campaign_id, click_ts, "conversion", ts) if late else totals
+                self._unscored_converted[click_id] = (revenue, on_time)
+            return Outcome.ATTRIBUTED
         opened = self.open.get(click_id)
         if opened is not None and opened.revenue is None:
-            # no longer open, late or not: the window's nowcast must stop expecting it
             on_time = self._delta(campaign_id, click_ts, "conversion", ts) if late else totals
-            on_time.open_expected_revenue -= opened.scored.expected_value
-            opened.revenue = revenue
-            if self.model is not None:
-                self.model.learn_value(opened.scored.features, revenue)
-                self._model_changed = True
-            self._converted_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), (click_id, revenue))
+            self._converts(click_id, opened, revenue, on_time)
         return Outcome.ATTRIBUTED
+
+    def _converts(self, click_id: str, opened: _Open, revenue: float, on_time: Totals) -> None:
+        """An open click's first attributed conversion (``on_time``: its delta, not late)."""
+        # no longer open, late or not: the window's nowcast must stop expecting it
+        on_time.open_expected_revenue -= opened.scored.expected_value
+        opened.revenue = revenue
+        if self.model is not None:
+            self.model.learn_value(opened.scored.features, revenue)
+            self._model_changed = True
+        self._converted_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), (click_id, revenue))
 
     def _label(self, click_id: str, opened: _Open) -> None:
         converted = opened.revenue is not None
@@ -215,12 +273,17 @@ class Attribution:
             )
         )
 
-    def _index_click(
-        self, click_id: str, campaign_id: str, ts: float, scored: Scored | None
-    ) -> None:
+    def _index_click(self, click_id: str, campaign_id: str, ts: float) -> int:
+        """Index a new click (duplicates, attribution, expiry); its hour bucket."""
         self.clicks[click_id] = (campaign_id, ts)
         bucket = int(ts // CLICK_BUCKET_SECONDS)
         self._clicks_in_bucket.setdefault(bucket, []).append(click_id)
+        return bucket
+
+    def _log_click(
+        self, bucket: int, click_id: str, campaign_id: str, ts: float, scored: Scored | None
+    ) -> None:
+        """The click's changelog entry; a scored click is also open until its label."""
         if scored is None:
             self._click_log.append(bucket, (click_id, campaign_id, ts))
             return
@@ -265,6 +328,7 @@ class Attribution:
 
     # -- outputs ------------------------------------------------------------------------
     def drain_deltas(self) -> list[CampaignDelta]:
+        self.score_pending()
         out = [
             CampaignDelta(campaign_id, start, kind, totals.to_list(), max_ts, self.partition, late)
             for (campaign_id, start, kind, late), (totals, max_ts) in self._deltas.items()
@@ -294,17 +358,22 @@ class Attribution:
         return out
 
     def drain_scored_clicks(self) -> list[tuple[Click, Scored]]:
+        self.score_pending()
         out, self._scored_clicks = self._scored_clicks, []
         return out
 
     def learn(self) -> ModelQuality | None:
         """Teach the model every label since the last call; its quality if it learned."""
+        self.score_pending()  # with the model they arrived to
         labels = self.drain_labels()
         if self.model is None or not labels:
             return None
-        for label in labels:  # its order value was learnt at the conversion
-            s = label.scored
-            self.model.learn(s.features, s.p_conversion, label.converted, None)
+        # in one call, in label order; each order value was learnt at its conversion
+        self.model.learn_many(
+            [label.scored.features for label in labels],
+            [label.scored.p_conversion for label in labels],
+            [label.converted for label in labels],
+        )
         self._model_changed = True
         return self.model.quality()
 
@@ -328,6 +397,7 @@ class Attribution:
 
     def expire_labels(self) -> None:
         """Label every open click whose label window (and lateness) passed."""
+        self.score_pending()
         cfg = self.config
         window = cfg.label_window_seconds or cfg.attribution_window_seconds
         horizon = self.conversion_watermark - window - cfg.label_lateness_seconds
@@ -368,6 +438,7 @@ class Attribution:
         Call after :meth:`expire_pending`, :meth:`expire_labels` and the drains, in the same
         transaction.
         """
+        self.score_pending()
         out = self._expire_clicks()
         out.extend(self.seen_clicks.expire(self.click_watermark))
         out.extend(self.seen_conversions.expire(self.conversion_watermark))

@@ -11,6 +11,8 @@ stays at six keys (about 150 bytes of JSON).
 
 from __future__ import annotations
 
+from sys import intern
+
 from ..domain.events import Click
 
 Features = dict[str, float]
@@ -30,14 +32,16 @@ def click_features(click: Click) -> Features:
     {'campaign_id=cmp-001': 1.0, 'channel=search': 1.0, 'device=mobile': 1.0,
      'geo=US': 1.0, 'placement=search/top': 1.0, 'creative=cmp-001-cr2': 1.0}
     """
+    # interned: every open click keeps its dict until its label, and the model looks the
+    # keys up again; shared strings cost no memory per click and compare by identity
     return {
-        CAMPAIGN_PREFIX + click.campaign_id: 1.0,
-        "channel=" + click.channel: 1.0,
-        "device=" + click.device: 1.0,
-        "geo=" + click.geo: 1.0,
+        intern(CAMPAIGN_PREFIX + click.campaign_id): 1.0,
+        intern("channel=" + click.channel): 1.0,
+        intern("device=" + click.device): 1.0,
+        intern("geo=" + click.geo): 1.0,
         # a placement's effect depends on the channel ("top" of search vs of a feed)
-        f"placement={click.channel}/{click.placement}": 1.0,
-        "creative=" + click.creative: 1.0,
+        intern(f"placement={click.channel}/{click.placement}"): 1.0,
+        intern("creative=" + click.creative): 1.0,
     }
 
 

@@ -18,6 +18,12 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
 BINS = 2048
 LOGIT_RANGE = 10.0
 """Scores are binned on the logit scale over [-10, 10]; outside it they share the end bins."""
@@ -36,6 +42,20 @@ def score_bin(p: float) -> int:
     logit = math.log(p / (1.0 - p))
     b = int((logit + LOGIT_RANGE) * (BINS / (2 * LOGIT_RANGE)))
     return 0 if b < 0 else BINS - 1 if b >= BINS else b
+
+
+def score_bins(p: FloatArray) -> NDArray[np.intp]:
+    """:func:`score_bin` of many probabilities at once.
+
+    >>> score_bins(np.array([0.5, 0.0, 1.0, float("nan")])).tolist()
+    [1024, 0, 2047, 0]
+    """
+    inside = (p > 0.0) & (p < 1.0)  # NaN is neither
+    q = np.where(inside, p, 0.5)
+    with np.errstate(divide="ignore"):
+        logit = np.log(q / (1.0 - q))
+    b = np.clip(((logit + LOGIT_RANGE) * (BINS / (2 * LOGIT_RANGE))).astype(np.intp), 0, BINS - 1)
+    return np.where(inside, b, np.where(p >= 1.0, BINS - 1, 0))
 
 
 class RankAUC:
@@ -90,6 +110,36 @@ class RankAUC:
             self._neg[old >> 1] -= 1
             self.n_neg -= 1
 
+    def add_many(self, y: BoolArray, b: NDArray[np.intp]) -> None:
+        """:meth:`add` of each label in order, in a few numpy calls; the same counts."""
+        pos = np.frombuffer(self._pos, dtype=np.uint64)
+        neg = np.frombuffer(self._neg, dtype=np.uint64)
+        pos += np.bincount(b[y], minlength=BINS).astype(np.uint64)
+        neg += np.bincount(b[~y], minlength=BINS).astype(np.uint64)
+        n_pos = int(np.count_nonzero(y))
+        self.n_pos += n_pos
+        self.n_neg += len(y) - n_pos
+        if self.window is None:
+            return
+        codes = (2 * b + y).astype(np.uint16)
+        space = self.window - len(self._ring)
+        if space > 0:
+            self._ring.extend(codes[:space].tolist())
+            codes = codes[space:]
+        ring = np.frombuffer(self._ring, dtype=np.uint16)
+        for start in range(0, len(codes), self.window):  # each chunk overwrites distinct slots
+            chunk = codes[start : start + self.window]
+            slots = (self._next + np.arange(len(chunk))) % self.window
+            old = ring[slots].astype(np.intp)
+            ring[slots] = chunk
+            self._next = int((self._next + len(chunk)) % self.window)
+            gone = (old & 1).astype(bool)
+            pos -= np.bincount(old[gone] >> 1, minlength=BINS).astype(np.uint64)
+            neg -= np.bincount(old[~gone] >> 1, minlength=BINS).astype(np.uint64)
+            n_gone = int(np.count_nonzero(gone))
+            self.n_pos -= n_gone
+            self.n_neg -= len(old) - n_gone
+
     def get(self) -> float | None:
         """The AUC, or ``None`` until both classes have been seen."""
         if not (self.n_pos and self.n_neg):
@@ -128,6 +178,21 @@ class MeanTracker:
         self._total += value
         self._recent += (value - self._recent) / min(self.n, self.window)
 
+    def update_many(self, values: FloatArray) -> None:
+        """:meth:`update` of each value in order (equal up to float rounding)."""
+        warm = max(0, min(len(values), self.window - self.n))
+        for v in values[:warm].tolist():  # the plain mean while fewer than ``window``
+            self.update(v)
+        rest = values[warm:]
+        if not len(rest):
+            return
+        # then an exponential mean with a fixed rate a: r_k = (1-a)^k r_0 + sum a (1-a)^(k-1-i) v_i
+        a = 1.0 / self.window
+        decay = (1.0 - a) ** np.arange(len(rest) - 1, -1, -1, dtype=np.float64)
+        self._recent = float((1.0 - a) ** len(rest) * self._recent + a * np.dot(decay, rest))
+        self.n += len(rest)
+        self._total += float(rest.sum())
+
     def mean(self) -> float | None:
         return self._total / self.n if self.n else None
 
@@ -143,6 +208,16 @@ def log_loss(y: bool, p: float, eps: float = 1e-15) -> float:
     """
     p = min(max(p, eps), 1.0 - eps)
     return -math.log(p if y else 1.0 - p)
+
+
+def log_losses(y: BoolArray, p: FloatArray, eps: float = 1e-15) -> FloatArray:
+    """:func:`log_loss` of many predictions.
+
+    >>> log_losses(np.array([True, False]), np.array([0.5, 0.0])).round(4).tolist()
+    [0.6931, 0.0]
+    """
+    q = np.clip(p, eps, 1.0 - eps)
+    return np.asarray(-np.log(np.where(y, q, 1.0 - q)), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Protocol
 import msgspec
 
 from ..domain.events import Click, Conversion, Review, Spend
-from .conversion import ClickPrediction
+from .conversion import ClickPrediction, ConversionModel
 from .features import Features, click_features
 from .forecast import ForecastInputs
 
@@ -285,3 +285,50 @@ def build_windows(
 
 def _start(ts: float, size: int) -> float:
     return math.floor(ts / size) * size
+
+
+def replay_batched(
+    model: ConversionModel,
+    clicks: Sequence[LabelledClick],
+    events: Sequence[tuple[float, int, int]] | None = None,
+    batch: int = 1250,
+) -> ReplayResult:
+    """:func:`replay` the way the worker calls the model: in batches of ``batch`` events.
+
+    New clicks are scored in one :meth:`ConversionModel.score_many` call and the labels
+    that became known meanwhile are learnt in one :meth:`ConversionModel.learn_many` call
+    at the end of each batch (a commit), so a click is scored without the labels of its own
+    batch, as in the worker. Order values are learnt at the batch's positives before
+    their labels (the worker learns them at the conversion).
+    """
+    if events is None:
+        events = event_order(clicks)
+    preds = [0.0] * len(clicks)
+    values = [0.0] * len(clicks)
+    t_predict = t_learn = 0
+    n_learn = 0
+    clock = time.perf_counter_ns
+    for start in range(0, len(events), batch):
+        part = events[start : start + batch]
+        new = [i for _, kind, i in part if kind == 0]
+        labelled = [i for _, kind, i in part if kind == 1]
+        t0 = clock()
+        p, ev = model.score_many(
+            [clicks[i].features for i in new], [clicks[i].click.campaign_id for i in new]
+        )
+        t_predict += clock() - t0
+        for i, p_i, ev_i in zip(new, p, ev, strict=True):
+            preds[i], values[i] = p_i, ev_i
+        t0 = clock()
+        for i in labelled:
+            c = clicks[i]
+            if c.converted and c.revenue is not None:
+                model.learn_value(c.features, c.revenue)
+        model.learn_many(
+            [clicks[i].features for i in labelled],
+            [preds[i] for i in labelled],
+            [clicks[i].converted for i in labelled],
+        )
+        t_learn += clock() - t0
+        n_learn += len(labelled)
+    return ReplayResult(preds, values, t_predict / 1e9, t_learn / 1e9, n_learn)
