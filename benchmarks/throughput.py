@@ -77,7 +77,7 @@ from stream_app.generator.traffic import Emitted, TrafficGenerator, estimate_rec
 from stream_app.generator.truth import GroundTruth
 from stream_app.observability import Metrics
 from stream_app.outputs import latest_by_campaign
-from stream_app.runner import build_worker
+from stream_app.runner import build_worker, configure_gc
 from stream_app.settings import Settings, Topics
 from stream_app.topics import create_topics, topic_specs
 
@@ -484,6 +484,18 @@ class Progress:
 
 
 async def worker_run(
+    row: Row, settings: Settings, work: Workload, ends: dict[Partition, int], limit: float
+) -> Run:
+    """One run of the product, with the garbage-collector settings ``stream-app worker`` has
+    (``runner.configure_gc``); the raw rows keep Python's defaults."""
+    previous = configure_gc()
+    try:
+        return await _worker_run(row, settings, work, ends, limit)
+    finally:
+        gc.set_threshold(*previous)
+
+
+async def _worker_run(
     row: Row, settings: Settings, work: Workload, ends: dict[Partition, int], limit: float
 ) -> Run:
     metrics = TimedMetrics()
