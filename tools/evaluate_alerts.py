@@ -9,8 +9,9 @@ Each run generates seeded multi-hour traffic with one named change
 * ``rule`` — ``CampaignRoiDrop`` of ``prometheus/rules/campaigns.yml`` re-implemented on the
   gauges the worker exports (cumulative spend and revenue, conversions counted on arrival),
   scraped every 15 s and evaluated every 30 s with Prometheus's ``delta()`` extrapolation,
-  ``offset`` and ``for``; ``tests/unit/tools/test_evaluate_alerts.py`` checks it against the
-  firing times ``promtool test rules`` asserts on the same series.
+  ``offset`` and ``for``. ``tests/unit/tools/test_evaluate_alerts.py`` feeds the same
+  scraped series to ``promtool test rules`` with the real rule file and requires the same
+  campaigns firing at every evaluation (``--promtool`` does it for every run here).
 
 Reviews are scored (rating − 3) / 2 here instead of by the ONNX model (speed; the stage
 uses the model). Reported per scenario: detection delay (event time from the change to the
@@ -21,6 +22,7 @@ complaint's words.
 
     python tools/evaluate_alerts.py                    # the table in docs/alerts.md
     python tools/evaluate_alerts.py --scenarios cvr-collapse --seeds 1 --hours 6 --show
+    python tools/evaluate_alerts.py --promtool         # and the rule column checked by promtool
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ from __future__ import annotations
 import argparse
 import bisect
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import msgspec
+import yaml
 
 from stream_app.domain.alerts import AlertBook, AlertConfig
 from stream_app.domain.events import Click, Conversion, Review, Spend
@@ -123,6 +130,11 @@ class Outcome:
     target: str
     ours: list[CampaignAlert] = field(default_factory=list)
     rule: list[tuple[str, float]] = field(default_factory=list)
+    rule_states: dict[str, RuleState] = field(default_factory=dict)
+    """Per campaign, the gauges as scraped (for ``promtool``, :func:`promtool_series`)."""
+    rule_firing: list[tuple[float, tuple[str, ...]]] = field(default_factory=list)
+    """Every evaluation: its time and the campaigns whose rule fired then."""
+    start_ts: float = 0.0
     events: int = 0
     seconds: float = 0.0
 
@@ -157,6 +169,7 @@ def run(name: str, seed: int, hours: float, change_hour: float, cps: float) -> O
     spend_total: dict[str, float] = defaultdict(float)
     revenue_total: dict[str, float] = defaultdict(float)
     rules = {p.campaign_id: RuleState() for p in profiles}
+    out.rule_states, out.start_ts = rules, base.start_ts
     review_mass: dict[tuple[str, float], list[float]] = {}
     review_counts: dict[tuple[str, float], list[int]] = defaultdict(lambda: [0, 0])
     pending_topics: deque[tuple[str, float]] = deque()
@@ -234,6 +247,8 @@ def run(name: str, seed: int, hours: float, change_hour: float, cps: float) -> O
             for campaign, state in rules.items():
                 if rule_step(state, next_eval):
                     out.rule.append((campaign, next_eval))
+            firing = tuple(c for c, state in sorted(rules.items()) if state.firing)
+            out.rule_firing.append((next_eval, firing))
             next_eval += 30.0
         if book.decided_slot is None or watermark // 60 > book.decided_slot:
             terms = [TopicTerms(topic=k, terms=t) for k, t in enumerate(topics.top_terms())]
@@ -255,6 +270,66 @@ def run(name: str, seed: int, hours: float, change_hour: float, cps: float) -> O
             out.ours.extend(book.tick(watermark, conversion_watermark, 0.0))
     out.seconds = time.perf_counter() - started
     return out
+
+
+# -- the re-implementation against promtool ------------------------------------------------
+RULES = Path(__file__).resolve().parents[1] / "prometheus" / "rules" / "campaigns.yml"
+FIRING = 'ALERTS{alertname="CampaignRoiDrop",alertstate="firing"}'
+
+
+def promtool_tests(o: Outcome, currency: str = "USD") -> dict[str, Any]:
+    """A ``promtool test rules`` file for one run: the gauges as the re-implementation
+    scraped them (every 15 s, time 0 = the run's start) as input series, and at every 30 s
+    evaluation the campaigns the re-implementation had firing, as the ``ALERTS`` series
+    Prometheus must then hold (``promql_expr_test``: annotations play no part)."""
+    series = []
+    for campaign, state in sorted(o.rule_states.items()):
+        for metric, samples in (("spend", state.spend), ("revenue", state.revenue)):
+            values = ["_"] * (round((samples[-1][0] - o.start_ts) / 15.0) + 1)
+            for t, v in samples:
+                values[round((t - o.start_ts) / 15.0)] = repr(v)
+            series.append(
+                {
+                    "series": f'stream_app_campaign_{metric}{{job="stream-app",'
+                    f'instance="w1",campaign="{campaign}",currency="{currency}"}}',
+                    "values": " ".join(values),
+                }
+            )
+    checks = [
+        {
+            "expr": FIRING,
+            "eval_time": f"{round(t - o.start_ts)}s",
+            "exp_samples": [
+                {
+                    "labels": f'ALERTS{{alertname="CampaignRoiDrop",alertstate="firing",'
+                    f'campaign="{c}",currency="{currency}",severity="page"}}',
+                    "value": 1,
+                }
+                for c in firing
+            ],
+        }
+        for t, firing in o.rule_firing
+    ]
+    return {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "30s",
+        "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": checks}],
+    }
+
+
+def promtool_check(o: Outcome, promtool: str = "promtool") -> tuple[bool, str]:
+    """Run ``promtool test rules`` on :func:`promtool_tests`: (agrees, promtool's output)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evaluation.test.yml"
+        path.write_text(yaml.safe_dump(promtool_tests(o), width=1 << 30))
+        done = subprocess.run(
+            [promtool, "test", "rules", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    return done.returncode == 0, done.stdout + done.stderr
 
 
 # -- scoring ----------------------------------------------------------------------------
@@ -311,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks-per-second", type=float, default=10.0)
     parser.add_argument("--scenarios", nargs="*", default=None)
     parser.add_argument("--show", action="store_true", help="print every alert's summary")
+    parser.add_argument(
+        "--promtool",
+        action="store_true",
+        help="check every run's rule column with `promtool test rules` (fails on a difference)",
+    )
     args = parser.parse_args(argv)
     names = args.scenarios or list(scenarios("x", 0.0, 0.0))
     print(
@@ -333,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"ours {len(o.ours)} records, rule {len(o.rule)} firings",
                 file=sys.stderr,
             )
+            if args.promtool:
+                agrees, report = promtool_check(o)
+                print(f"  promtool: {'agrees' if agrees else 'DIFFERS'}", file=sys.stderr)
+                if not agrees:
+                    print(report, file=sys.stderr)
+                    return 1
             if args.show:
                 for a in o.ours:
                     print(f"  {a.state} {a.fired_at - start:>7.0f} s {a.summary}", file=sys.stderr)
