@@ -268,6 +268,29 @@ class Settings(BaseSettings):
     alert_min_roi_drop: float = Field(
         0.25, ge=0, description="Least fall of ROI (recent against baseline) to fire."
     )
+    alert_min_roas_fall: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Or least relative fall of ROAS to fire (a losing campaign has little ROI "
+        "left to lose).",
+    )
+    alert_interval_seconds: PositiveFloat = Field(
+        60.0, description="Event time between two tests of every campaign."
+    )
+    alert_bucket_seconds: PositiveFloat = Field(
+        60.0, description="Event time summed per bucket (spans are whole buckets)."
+    )
+    alert_min_baseline_conversions: float = Field(
+        30.0, ge=0, description="Least conversions in the baseline span to alert."
+    )
+    alert_review_span_seconds: PositiveFloat = Field(
+        3600.0, description="Recent span of the sentiment (and fallback topic) comparison."
+    )
+    alert_delay_horizon_seconds: PositiveFloat = Field(
+        3600.0,
+        description="Conversion delays are histogrammed up to this; an older bucket is complete.",
+    )
     review_topics_count: PositiveInt = Field(
         8, description="Topics of the online review topic model (per sentiment partition)."
     )

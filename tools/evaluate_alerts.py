@@ -135,6 +135,8 @@ class Outcome:
     rule_firing: list[tuple[float, tuple[str, ...]]] = field(default_factory=list)
     """Every evaluation: its time and the campaigns whose rule fired then."""
     start_ts: float = 0.0
+    book: AlertBook | None = None
+    topic_model: ReviewTopicModel | None = None
     events: int = 0
     seconds: float = 0.0
 
@@ -170,6 +172,7 @@ def run(name: str, seed: int, hours: float, change_hour: float, cps: float) -> O
     revenue_total: dict[str, float] = defaultdict(float)
     rules = {p.campaign_id: RuleState() for p in profiles}
     out.rule_states, out.start_ts = rules, base.start_ts
+    out.book, out.topic_model = book, topics
     review_mass: dict[tuple[str, float], list[float]] = {}
     review_counts: dict[tuple[str, float], list[int]] = defaultdict(lambda: [0, 0])
     pending_topics: deque[tuple[str, float]] = deque()

@@ -177,6 +177,12 @@ class AggregationAgent:
             min_expected_conversions=settings.alert_min_expected_conversions,
             z_fire=settings.alert_z,
             min_roi_drop=settings.alert_min_roi_drop,
+            min_roas_fall=settings.alert_min_roas_fall,
+            interval_seconds=settings.alert_interval_seconds,
+            bucket_seconds=settings.alert_bucket_seconds,
+            min_baseline_conversions=settings.alert_min_baseline_conversions,
+            review_span_seconds=settings.alert_review_span_seconds,
+            delay_horizon_seconds=settings.alert_delay_horizon_seconds,
         )
         currencies = CurrencyTable(settings.currency_rates, settings.reporting_currency)
         self._edge = EdgeDecoder({t.spend: "spend"}, currencies, t.dead_letter, settings.worker_id)

@@ -15,10 +15,12 @@ campaign (docs/alerts.md):
    later, docs/online-models.md).
 2. **Test.** Every ``interval_seconds`` of event time, the recent span (``recent_seconds``)
    is compared with the baseline before it (``baseline_seconds``): z = Δ log ROAS over its
-   Poisson standard error, the conversion count expected under the baseline's CVR in the
-   denominator. It fires when z ≤ −``z_fire``, ROI fell by at least ``min_roi_drop``, the
-   recent span spent ``min_spend`` and expected ``min_expected_conversions`` conversions,
-   and the baseline had ``min_baseline_conversions``. Tiny campaigns never have the evidence.
+   Poisson standard error, the conversion count the recent spend buys at the baseline
+   ROAS (:func:`at_par`) in the denominator. It fires when z ≤ −``z_fire``, ROI fell by at
+   least ``min_roi_drop`` (or ROAS by the share ``min_roas_fall``: a losing campaign has
+   little ROI left to lose), the recent span spent ``min_spend`` and expected
+   ``min_expected_conversions`` conversions, and the baseline had
+   ``min_baseline_conversions``. Tiny campaigns never have the evidence.
 3. **Explanation.** log ROAS = log CTR + log CVR + log order value − log CPM, exactly
    (ROAS = revenue / spend; every factor from the same sums), each term before and now with
    its share of the change; plus sentiment before/now and the review topics whose share
@@ -70,6 +72,8 @@ class AlertConfig:
     min_expected_conversions: float = 10.0
     min_baseline_conversions: float = 30.0
     min_roi_drop: float = 0.25
+    min_roas_fall: float = 0.25
+    """Or ROAS fell by this share: a campaign at ROAS 0.4 can lose at most 0.4 of ROI."""
     z_fire: float = 3.5
     z_resolve: float = -1.0
     resolve_ticks: int = 3
@@ -207,6 +211,24 @@ def drop_z(expected: float, ratio: float, baseline_conversions: float, cv: float
     seen = expected * ratio
     diff = 2 * (math.sqrt(seen + 0.375) - math.sqrt(expected + 0.375))
     return diff / math.sqrt((1 + cv * cv) * (1 + expected / baseline_conversions))
+
+
+def at_par(expected: float, before: dict[str, float], now: dict[str, float]) -> float:
+    """Conversions the recent spend would have bought at the baseline ROAS: the test's
+    null hypothesis (ROAS unchanged) as a count. ``expected`` (the recent clicks at the
+    baseline CVR) times the change in cost per click; then ``at_par × ROAS ratio`` is the
+    recent revenue in baseline orders, the count whose Poisson noise the test is about.
+
+    Counting at the clicks' scale instead (``expected``) shrinks both sides by the CPC
+    change: a CPC × 2.5 with 12 expected conversions read z −2.1, here −3.4 (baseline
+    noise aside).
+
+    >>> b = {"ctr": 0.01, "cvr": 0.05, "order_value": 50.0, "cpm": 10.0}
+    >>> at_par(12.0, b, {**b, "cpm": 25.0})
+    30.0
+    """
+    cpc_ratio = (now["cpm"] / now["ctr"]) / (before["cpm"] / before["ctr"])
+    return expected * cpc_ratio
 
 
 class DelayDistribution:
@@ -402,13 +424,21 @@ class AlertBook:
             return None
         roas_before, roas_now = roas_of(before), roas_of(current)
         expected = recent.effective_clicks * before["cvr"]
-        z = drop_z(expected, roas_now / roas_before, base.conversions, cfg.order_value_cv)
+        z = drop_z(
+            at_par(expected, before, current),
+            roas_now / roas_before,
+            base.conversions,
+            cfg.order_value_cv,
+        )
         roi_before, roi_now = roas_before - 1, (roas_now - 1 if recent.conversions else -1.0)
         if state.active is None:
             if not (
                 recent.spend >= cfg.min_spend
                 and expected >= cfg.min_expected_conversions
-                and roi_before - roi_now >= cfg.min_roi_drop
+                and (
+                    roi_before - roi_now >= cfg.min_roi_drop
+                    or roas_now <= roas_before * (1 - cfg.min_roas_fall)
+                )
                 and z <= -cfg.z_fire
             ):
                 return None
@@ -426,7 +456,18 @@ class AlertBook:
             return None
         state.revision += 1
         fresh = self._record(
-            campaign_id, state, at, recent, base, before, current, z, roi_before, roi_now, now
+            campaign_id,
+            state,
+            at,
+            recent,
+            base,
+            before,
+            current,
+            z,
+            roi_before,
+            roi_now,
+            now,
+            topics_since=active.alert.window_start,
         )
         resolved = msgspec_replace(
             fresh,
@@ -452,10 +493,11 @@ class AlertBook:
         roi_before: float,
         roi_now: float,
         now: float,
+        topics_since: float | None = None,
     ) -> CampaignAlert:
         cfg = self.config
         drivers = decompose(before, current)
-        sentiment, topics = self._reviews(state, at)
+        sentiment, topics = self._reviews(state, at, topics_since)
         severity: Literal["page", "ticket"] = "page" if roi_now < 0 else "ticket"
         summary = explain(campaign_id, roi_before, roi_now, drivers, sentiment, topics)
         return CampaignAlert(
@@ -483,14 +525,18 @@ class AlertBook:
             emitted_at=now,
         )
 
-    def _reviews(self, state: CampaignAlerts, at: float) -> tuple[AlertSentiment, list[AlertTopic]]:
+    def _reviews(
+        self, state: CampaignAlerts, at: float, topics_since: float | None = None
+    ) -> tuple[AlertSentiment, list[AlertTopic]]:
+        """Sentiment over the review span against the baseline before it, and the topics
+        that grew among negative reviews (:meth:`_grown_topics`)."""
         cfg = self.config
         span = max(cfg.review_span_seconds, cfg.recent_seconds)
         sums = {"now": [0, 0.0, 0], "before": [0, 0.0, 0]}
-        mass: dict[str, list[float]] = {"now": [], "before": []}
-        for start, b in state.buckets.items():
-            if start + cfg.bucket_seconds > at:
-                continue
+        done = [
+            (start, b) for start, b in state.buckets.items() if start + cfg.bucket_seconds <= at
+        ]
+        for start, b in done:
             if start >= at - span:
                 side = "now"
             elif start >= at - span - cfg.baseline_seconds:
@@ -501,11 +547,6 @@ class AlertBook:
             s[0] += b.scored_reviews
             s[1] += b.sentiment_sum
             s[2] += b.negative_reviews
-            m = mass[side]
-            if len(m) < len(b.negative_mass):
-                m.extend([0.0] * (len(b.negative_mass) - len(m)))
-            for k, x in enumerate(b.negative_mass):
-                m[k] += x
 
         def mean(s: list[Any], i: int) -> float | None:
             return round(s[i] / s[0], 4) if s[0] else None
@@ -518,7 +559,40 @@ class AlertBook:
             negative_share_before=mean(sums["before"], 2),
             negative_share_now=mean(sums["now"], 2),
         )
-        now_m, before_m = mass["now"], mass["before"]
+        return sentiment, self._grown_topics(done, at, topics_since)
+
+    def _grown_topics(
+        self, done: list[tuple[float, Bucket]], at: float, since: float | None
+    ) -> list[AlertTopic]:
+        """Topics whose share of the negative reviews' topic mass grew by ≥ 0.05.
+
+        Compared over the window of the evidence: the alert's recent span when it holds
+        enough negative reviews (≥ 3 reviews' mass), else the review span; a resolved alert
+        from when its window began (at most the review span: older buckets are gone), so
+        that it names what rose while it fired. Each against the baseline before it. The
+        hour-long span alone diluted a complaint that began with the drop (docs/alerts.md).
+        """
+        cfg = self.config
+        span = max(cfg.review_span_seconds, cfg.recent_seconds)
+
+        def mass(lo: float, hi: float) -> list[float]:
+            m: list[float] = []
+            for start, b in done:
+                if lo <= start < hi:
+                    if len(m) < len(b.negative_mass):
+                        m.extend([0.0] * (len(b.negative_mass) - len(m)))
+                    for k, x in enumerate(b.negative_mass):
+                        m[k] += x
+            return m
+
+        starts = [at - cfg.recent_seconds, at - span] if since is None else [max(since, at - span)]
+        now_m: list[float] = []
+        lo = starts[0]
+        for lo in starts:
+            now_m = mass(lo, at)
+            if sum(now_m) >= 3:
+                break
+        before_m = mass(lo - cfg.baseline_seconds, lo)
         n_now, n_before = sum(now_m), sum(before_m)
         grown: list[AlertTopic] = []
         if n_now >= 3:
@@ -535,7 +609,7 @@ class AlertBook:
                         )
                     )
         grown.sort(key=lambda t: (t.share_before - t.share_now, t.topic))
-        return sentiment, grown[: cfg.topics_shown]
+        return grown[: cfg.topics_shown]
 
     def _expire(self, campaign_id: str, at: float) -> None:
         cfg = self.config

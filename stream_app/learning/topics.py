@@ -97,8 +97,13 @@ class ReviewTopicModel:
                     counts[word] = counts.get(word, 0.0) + share
         return shares
 
-    def top_terms(self, n: int = 6, min_mass: float = 2.0) -> list[list[str]]:
-        """Each topic's ``n`` most characteristic words (highest lift, enough mass)."""
+    def top_terms(
+        self, n: int = 6, min_mass: float = 2.0, enough_mass: float = 5.0
+    ) -> list[list[str]]:
+        """Each topic's ``n`` most characteristic words: highest lift, weighted by their
+        mass up to ``enough_mass`` reviews' worth (then lift alone ranks). With the weight
+        capped at 20, a complaint new to a topic stayed behind its old words for ~20
+        reviews, longer than an alert takes (docs/alerts.md)."""
         grand = sum(self.total_mass.values()) or 1.0
         out = []
         for counts in self.term_mass:
@@ -108,7 +113,7 @@ class ReviewTopicModel:
                 return (counts[word] / size) / (self.total_mass[word] / grand)
 
             words = [w for w, m in counts.items() if m >= min_mass and w not in self.exclude]
-            words.sort(key=lambda w: (-lift(w) * min(counts[w], 20.0), w))
+            words.sort(key=lambda w: (-lift(w) * min(counts[w], enough_mass), w))
             out.append(words[:n])
         return out
 
