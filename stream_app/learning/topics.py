@@ -75,7 +75,12 @@ class ReviewTopicModel:
 
     def learn_transform(self, text: str) -> list[float]:
         """Learn one review; its topic shares (sum 1; all 0 for a text without words)."""
-        bag = tokens(text)
+        return self.learn_bag(tokens(text))
+
+    def learn_bag(self, bag: dict[str, int]) -> list[float]:
+        """:meth:`learn_transform` of a review's :func:`tokens`: the same bag in the same
+        order (and the same model) gives the same state, which is how a restart replays
+        the reviews learnt since the last snapshot (``stream_app.agents.reviews``)."""
         if not bag:
             return [0.0] * self.n_topics
         raw = self.lda.learn_transform_one(bag)
