@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import kafka_local
-from .domain.records import CampaignLatest, DeadLetter, Metrics
+from .domain.records import CampaignAlert, CampaignLatest, DeadLetter, Metrics
 from .engine.clients import client_config
 from .generator import Scenario, generate_to_kafka, live_rate
 from .kafka_local.broker import pid_alive
@@ -155,6 +155,23 @@ def plain_lines(latest: dict[str, CampaignLatest]) -> list[str]:
         fields = " ".join(f"{c.header.replace(' ', '_')}={c.cell(record)}" for c in COLUMNS[1:])
         lines.append(f"{campaign_id} {fields}")
     return lines
+
+
+_DRIVERS = {"ctr": "CTR", "cvr": "CVR", "order_value": "order value", "cpm": "cost per mille"}
+
+
+def alert_line(alert: CampaignAlert) -> str:
+    """One line per alert under the table: campaign, state, ROI before and now, and the
+    first driver with its change (``alert cmp-001 firing: ROI +0.52 -> -0.81, first
+    driver CVR -90%``)."""
+    first = alert.drivers[0] if alert.drivers else None
+    driver = ""
+    if first is not None:
+        driver = f", first driver {_DRIVERS[first.name]} {_pct(first.now / first.before - 1)}"
+    return (
+        f"alert {alert.campaign_id} {alert.state}: ROI {alert.roi_before:+.2f} -> "
+        f"{alert.roi_now:+.2f}{driver}"
+    )
 
 
 EXIT_DEMO_RUNNING = 75
@@ -419,6 +436,8 @@ class Demo:
         self.resume = resume
         self.files = files or DemoDir.of(settings)
         self.latest: dict[str, CampaignLatest] = {}
+        self.alerts: dict[str, CampaignAlert] = {}
+        """Each campaign's last alert record (firing or resolved), from ``campaign-alerts``."""
         self.dead_letters = 0
         self.restored = False
         """The models were restored from a previous run (--continue), not cold."""
@@ -436,6 +455,7 @@ class Demo:
         tasks = [
             asyncio.create_task(self._generate()),
             asyncio.create_task(self._follow_latest()),
+            asyncio.create_task(self._follow_alerts()),
             asyncio.create_task(self._count_dead_letters()),
         ]
         try:
@@ -515,6 +535,8 @@ class Demo:
         }
         if s.label_window_seconds is not None:
             env["STREAM_APP_LABEL_WINDOW_SECONDS"] = str(s.label_window_seconds)
+        for name in DEMO_ALERTING:  # the detector's short spans (or what the user set)
+            env[f"STREAM_APP_{name.upper()}"] = str(getattr(s, name))
         return env
 
     async def _generate(self) -> None:
@@ -528,13 +550,14 @@ class Demo:
             conversion_delay_mean_seconds=DEMO_CONVERSION_DELAY_SECONDS,
             conversion_delay_cap_seconds=self.settings.attribution_window_seconds * 1.5,
             collapse_campaign="cmp-001",
-            collapse_at=120.0,
+            collapse_at=DEMO_COLLAPSE_AT_SECONDS,
             collapse_factor=0.1,
             attribution_window_seconds=self.settings.attribution_window_seconds,
             conversion_grace_seconds=self.settings.conversion_grace_seconds,
             dedup_horizon_seconds=self.settings.dedup_horizon_seconds,
         )
-        await generate_to_kafka(scenario, self.settings, rate=live_rate(scenario))
+        rate = live_rate(scenario) * self.settings.demo_time_scale
+        await generate_to_kafka(scenario, self.settings, rate=rate)
 
     async def _follow_latest(self) -> None:
         topic = self.settings.topics.campaign_roi_latest
@@ -542,6 +565,16 @@ class Demo:
             current = self.latest.get(record.campaign_id)
             if current is None or record.revision >= current.revision:
                 self.latest[record.campaign_id] = record
+
+    async def _follow_alerts(self) -> None:
+        topic = self.settings.topics.campaign_alerts
+        async for alert in follow(self.settings.kafka, topic, CampaignAlert):
+            current = self.alerts.get(alert.campaign_id)
+            if current is None or alert.revision >= current.revision:
+                self.alerts[alert.campaign_id] = alert
+
+    def alert_lines(self) -> list[str]:
+        return [alert_line(self.alerts[c]) for c in sorted(self.alerts)]
 
     async def _count_dead_letters(self) -> None:
         topic = self.settings.topics.dead_letter
@@ -567,7 +600,12 @@ class Demo:
             str(self.log_path),
         )
         table = roi_table(self.latest, self.settings.reporting_currency, width)
-        return Group(header, table, Text(footer(width, restored=self.restored), style="dim"))
+        alerts = [
+            Text(line, style="bold red" if "firing" in line else "") for line in self.alert_lines()
+        ]
+        return Group(
+            header, table, *alerts, Text(footer(width, restored=self.restored), style="dim")
+        )
 
     async def _live(self) -> None:
         if not console.is_terminal:
@@ -597,6 +635,7 @@ class Demo:
                 stamp = time.strftime("%H:%M:%S")
                 lines = [f"worker {self._state()}, dead letters {self.dead_letters}"]
                 lines += plain_lines(self.latest)
+                lines += self.alert_lines()
                 print("\n".join(f"{stamp} {line}" for line in lines), flush=True)
             await asyncio.sleep(PLAIN_INTERVAL_S if self.latest else 0.5)
 
@@ -634,14 +673,15 @@ def footer(width: int, *, restored: bool) -> str:
     """The line under the table; it says whether the models started cold or were restored."""
     if width >= 120:
         return (
-            "cmp-001's conversion rate collapses 2 minutes in. nowcast: last window's ROI once "
+            "cmp-001's conversion rate collapses 5 minutes in; its alert shows under the table "
+            "a few minutes later. nowcast: last window's ROI once "
             "its open clicks convert as expected; forecast: the last closed window's final ROI "
             f"as predicted. {RESTORED if restored else COLD} Ctrl-C stops everything."
         )
     models = "models restored from the last run" if restored else "cold start: labels from 7 min on"
     return (
-        "cmp-001 collapses 2 min in. nowcast/forecast: the models' ROI of the open/last closed "
-        f"window ({models}). Ctrl-C stops everything."
+        "cmp-001 collapses 5 min in (alert below). nowcast/forecast: the models' ROI of the "
+        f"open/last closed window ({models}). Ctrl-C stops everything."
     )
 
 
@@ -651,6 +691,19 @@ DEMO_LABEL_WINDOW_SECONDS = 300.0
 """The conversion model's labels come 5 minutes (+ lateness) after each click; with 90 s
 mean conversion delays, 96 % of conversions are in by then."""
 DEMO_CONVERSION_DELAY_SECONDS = 90.0
+DEMO_COLLAPSE_AT_SECONDS = 300.0
+"""cmp-001's conversion rate falls to a tenth 5 minutes in: by then its baseline has the
+30 conversions the detector asks for at the demo's click rates (docs/alerts.md)."""
+DEMO_ALERTING: dict[str, float] = {
+    "alert_recent_seconds": 180.0,
+    "alert_baseline_seconds": 1800.0,
+    "alert_interval_seconds": 30.0,
+    "alert_bucket_seconds": 30.0,
+    "alert_review_span_seconds": 600.0,
+    "alert_delay_horizon_seconds": 900.0,
+}
+"""The detector on minutes instead of hours (the defaults test 15 min against 6 h), so the
+collapse is an alert within about 3 minutes of it; unless set in the environment."""
 
 
 def run_demo(
@@ -662,6 +715,7 @@ def run_demo(
     defaults = {
         "attribution_window_seconds": DEMO_ATTRIBUTION_WINDOW_SECONDS,
         "label_window_seconds": DEMO_LABEL_WINDOW_SECONDS,
+        **DEMO_ALERTING,
     }
     unset = {k: v for k, v in defaults.items() if k not in settings.model_fields_set}
     settings = settings.model_copy(update=unset)

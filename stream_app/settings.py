@@ -291,6 +291,11 @@ class Settings(BaseSettings):
         3600.0,
         description="Conversion delays are histogrammed up to this; an older bucket is complete.",
     )
+    demo_time_scale: PositiveFloat = Field(
+        1.0,
+        description="Event seconds per wall-clock second of the demo's traffic (1: live; the "
+        "demo's tests run it faster to reach its alert sooner).",
+    )
     review_topics_count: PositiveInt = Field(
         8, description="Topics of the online review topic model (per sentiment partition)."
     )
