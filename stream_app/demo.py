@@ -38,6 +38,8 @@ from . import kafka_local
 from .domain.records import CampaignAlert, CampaignLatest, DeadLetter, Metrics
 from .engine.clients import client_config
 from .generator import Scenario, generate_to_kafka, live_rate
+from .generator.profiles import draw_profiles
+from .generator.shocks import target_campaign
 from .kafka_local.broker import pid_alive
 from .outputs import follow
 from .preflight import check_broker, require_broker
@@ -436,6 +438,8 @@ class Demo:
         self.resume = resume
         self.files = files or DemoDir.of(settings)
         self.latest: dict[str, CampaignLatest] = {}
+        self.collapsed = "cmp-001"
+        """The campaign whose conversion rate collapses (set when the traffic starts)."""
         self.alerts: dict[str, CampaignAlert] = {}
         """Each campaign's last alert record (firing or resolved), from ``campaign-alerts``."""
         self.dead_letters = 0
@@ -541,20 +545,29 @@ class Demo:
 
     async def _generate(self) -> None:
         now = time.time()
+        seed = int(now)
+        # the campaign with the most conversions collapses: it has the baseline (30
+        # conversions) the detector asks for by then, where a small one would not
+        collapsed = target_campaign(draw_profiles(seed, self.campaigns))
+        self.collapsed = collapsed
         scenario = Scenario(
-            seed=int(now),
+            seed=seed,
             n_campaigns=self.campaigns,
             start_ts=now,
             duration_seconds=24 * 3600,
             clicks_per_second=self.clicks_per_second,
             conversion_delay_mean_seconds=DEMO_CONVERSION_DELAY_SECONDS,
             conversion_delay_cap_seconds=self.settings.attribution_window_seconds * 1.5,
-            collapse_campaign="cmp-001",
+            collapse_campaign=collapsed,
             collapse_at=DEMO_COLLAPSE_AT_SECONDS,
             collapse_factor=0.1,
             attribution_window_seconds=self.settings.attribution_window_seconds,
             conversion_grace_seconds=self.settings.conversion_grace_seconds,
             dedup_horizon_seconds=self.settings.dedup_horizon_seconds,
+        )
+        say(
+            f"{collapsed}'s conversion rate collapses to a tenth "
+            f"{DEMO_COLLAPSE_AT_SECONDS / 60:.0f} minutes in (event time): watch for its alert"
         )
         rate = live_rate(scenario) * self.settings.demo_time_scale
         await generate_to_kafka(scenario, self.settings, rate=rate)
@@ -604,7 +617,10 @@ class Demo:
             Text(line, style="bold red" if "firing" in line else "") for line in self.alert_lines()
         ]
         return Group(
-            header, table, *alerts, Text(footer(width, restored=self.restored), style="dim")
+            header,
+            table,
+            *alerts,
+            Text(footer(width, restored=self.restored, collapsed=self.collapsed), style="dim"),
         )
 
     async def _live(self) -> None:
@@ -669,18 +685,18 @@ COLD = (
 RESTORED = "The models continue where the previous run left them (restored from its state)."
 
 
-def footer(width: int, *, restored: bool) -> str:
+def footer(width: int, *, restored: bool, collapsed: str = "cmp-001") -> str:
     """The line under the table; it says whether the models started cold or were restored."""
     if width >= 120:
         return (
-            "cmp-001's conversion rate collapses 5 minutes in; its alert shows under the table "
-            "a few minutes later. nowcast: last window's ROI once "
+            f"{collapsed}'s conversion rate collapses 5 minutes in; its alert shows under the "
+            "table a few minutes later. nowcast: last window's ROI once "
             "its open clicks convert as expected; forecast: the last closed window's final ROI "
             f"as predicted. {RESTORED if restored else COLD} Ctrl-C stops everything."
         )
     models = "models restored from the last run" if restored else "cold start: labels from 7 min on"
     return (
-        "cmp-001 collapses 5 min in (alert below). nowcast/forecast: the models' ROI of the "
+        f"{collapsed} collapses 5 min in (alert below). nowcast/forecast: the models' ROI of the "
         f"open/last closed window ({models}). Ctrl-C stops everything."
     )
 
@@ -692,18 +708,21 @@ DEMO_LABEL_WINDOW_SECONDS = 300.0
 mean conversion delays, 96 % of conversions are in by then."""
 DEMO_CONVERSION_DELAY_SECONDS = 90.0
 DEMO_COLLAPSE_AT_SECONDS = 300.0
-"""cmp-001's conversion rate falls to a tenth 5 minutes in: by then its baseline has the
-30 conversions the detector asks for at the demo's click rates (docs/alerts.md)."""
+"""The busiest campaign's conversion rate falls to a tenth 5 minutes in: by then its baseline
+has the 30 conversions the detector asks for at the demo's click rates (docs/alerts.md)."""
 DEMO_ALERTING: dict[str, float] = {
     "alert_recent_seconds": 180.0,
     "alert_baseline_seconds": 1800.0,
     "alert_interval_seconds": 30.0,
-    "alert_bucket_seconds": 30.0,
+    "alert_bucket_seconds": 60.0,
     "alert_review_span_seconds": 600.0,
     "alert_delay_horizon_seconds": 900.0,
 }
 """The detector on minutes instead of hours (the defaults test 15 min against 6 h), so the
-collapse is an alert within about 3 minutes of it; unless set in the environment."""
+collapse is an alert within about 3 minutes of it; unless set in the environment. Buckets
+stay the attribution's 60 s windows: clicks and conversions arrive per click window, so a
+shorter bucket would put a window's clicks at its start and overstate their conversions'
+completeness (a false CVR drop on every busy campaign, seen with 30 s buckets)."""
 
 
 def run_demo(

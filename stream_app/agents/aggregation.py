@@ -179,7 +179,11 @@ class AggregationAgent:
             min_roi_drop=settings.alert_min_roi_drop,
             min_roas_fall=settings.alert_min_roas_fall,
             interval_seconds=settings.alert_interval_seconds,
-            bucket_seconds=settings.alert_bucket_seconds,
+            # whole click windows: clicks and conversions arrive per window (docs/alerts.md)
+            bucket_seconds=max(
+                1, round(settings.alert_bucket_seconds / settings.window_size_seconds)
+            )
+            * float(settings.window_size_seconds),
             min_baseline_conversions=settings.alert_min_baseline_conversions,
             review_span_seconds=settings.alert_review_span_seconds,
             delay_horizon_seconds=settings.alert_delay_horizon_seconds,
