@@ -279,7 +279,9 @@ class Settings(BaseSettings):
         60.0, description="Event time between two tests of every campaign."
     )
     alert_bucket_seconds: PositiveFloat = Field(
-        60.0, description="Event time summed per bucket (spans are whole buckets)."
+        60.0,
+        description="Event time summed per bucket (spans are whole buckets); rounded to whole "
+        "click windows (window_size_seconds), as clicks and conversions arrive per window.",
     )
     alert_min_baseline_conversions: float = Field(
         30.0, ge=0, description="Least conversions in the baseline span to alert."
