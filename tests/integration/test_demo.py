@@ -63,7 +63,7 @@ def _read(fd: int, buffer: bytearray, seconds: float) -> bool:
 def _last_frame(screen: bytes) -> list[str] | None:
     """The lines of the last complete frame of the live table, escapes removed."""
     start = screen.rfind(b"Campaign ROI (cumulative")
-    end = screen.find(b"Ctrl-C stops everything.", start)
+    end = screen.find(b"Ctrl-C stops", start)  # the footer may wrap after it
     if start < 0 or end < 0:
         return None
     text = _CSI.sub(b"", screen[start:end]).decode(errors="replace")

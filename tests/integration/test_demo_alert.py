@@ -43,7 +43,9 @@ def test_the_collapse_shows_as_one_alert_line_naming_cvr(kafka: str, tmp_path: P
         took = time.monotonic() - began
         match = alerted()[0]
         roi_before, roi_now = float(match[3]), float(match[4])
-        assert roi_now < roi_before - 0.25, match[0]
+        # material as the detector defines it: ROI down 0.25, or ROAS (1 + ROI) down 25 %
+        roas_fell = (1 + roi_now) <= 0.75 * (1 + roi_before)
+        assert roi_now < roi_before - 0.25 or roas_fell, match[0]
         assert match[5] == "CVR", match[0]  # the collapse is of the conversion rate
         assert int(match[6].rstrip("%")) <= -50, match[0]
         # the other campaigns did not change: no alert of theirs
