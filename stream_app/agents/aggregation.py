@@ -126,6 +126,28 @@ class PartitionAggregation(Aggregation):
             super().restore(key, value)
 
 
+def bidding_config(settings: Settings) -> BiddingConfig:
+    """The bid rule's configuration from the ``bid_*`` settings."""
+    return BiddingConfig(
+        target_kind=settings.bid_target_kind,
+        target=settings.bid_target,
+        targets=dict(settings.bid_targets),
+        min_multiplier=settings.bid_min_multiplier,
+        max_multiplier=settings.bid_max_multiplier,
+        max_step=settings.bid_max_step,
+        interval_seconds=settings.bid_interval_seconds,
+        half_life_seconds=settings.bid_half_life_seconds,
+        cpc_elasticity=settings.bid_cpc_elasticity,
+        prior_cvr=settings.bid_prior_cvr,
+        prior_clicks=settings.bid_prior_clicks,
+        order_value_cv=settings.bid_order_value_cv,
+        credibility_scale=settings.bid_credibility_scale,
+        floor_roi=settings.bid_floor_roi,
+        pause_probability=settings.bid_pause_probability,
+        resume_probability=settings.bid_resume_probability,
+    )
+
+
 class AggregationAgent:
     name = "aggregation"
     stateful = True
@@ -152,24 +174,7 @@ class AggregationAgent:
             upstream_partitions=settings.partitions,
             idle_source_timeout_seconds=settings.idle_source_timeout_seconds,
         )
-        self._bidding = BiddingConfig(
-            target_kind=settings.bid_target_kind,
-            target=settings.bid_target,
-            targets=dict(settings.bid_targets),
-            min_multiplier=settings.bid_min_multiplier,
-            max_multiplier=settings.bid_max_multiplier,
-            max_step=settings.bid_max_step,
-            interval_seconds=settings.bid_interval_seconds,
-            half_life_seconds=settings.bid_half_life_seconds,
-            cpc_elasticity=settings.bid_cpc_elasticity,
-            prior_cvr=settings.bid_prior_cvr,
-            prior_clicks=settings.bid_prior_clicks,
-            order_value_cv=settings.bid_order_value_cv,
-            credibility_scale=settings.bid_credibility_scale,
-            floor_roi=settings.bid_floor_roi,
-            pause_probability=settings.bid_pause_probability,
-            resume_probability=settings.bid_resume_probability,
-        )
+        self._bidding = bidding_config(settings)
         self._alerting = AlertConfig(
             recent_seconds=settings.alert_recent_seconds,
             baseline_seconds=settings.alert_baseline_seconds,

@@ -36,6 +36,7 @@ import msgspec
 import orjson
 import pytest
 
+from stream_app.agents.aggregation import bidding_config
 from stream_app.domain.bidding import BiddingConfig, Posterior, decide
 from stream_app.domain.records import BidSignal
 from stream_app.engine.stage import Record
@@ -56,28 +57,6 @@ SCHEMA = orjson.loads((Path(__file__).parents[2] / "schemas/bid-signal.schema.js
 EVIDENCE = ("spend", "clicks", "conversions", "revenue")
 # ground truth field of each evidence sum
 TRUTH_INDEX = {"clicks": 0, "conversions": 1, "spend": 4, "revenue": 5}
-
-
-def bidding(settings: Settings) -> BiddingConfig:
-    """The rule's configuration as the aggregation stage builds it from ``settings``."""
-    return BiddingConfig(
-        target_kind=settings.bid_target_kind,
-        target=settings.bid_target,
-        targets=dict(settings.bid_targets),
-        min_multiplier=settings.bid_min_multiplier,
-        max_multiplier=settings.bid_max_multiplier,
-        max_step=settings.bid_max_step,
-        interval_seconds=settings.bid_interval_seconds,
-        half_life_seconds=settings.bid_half_life_seconds,
-        cpc_elasticity=settings.bid_cpc_elasticity,
-        prior_cvr=settings.bid_prior_cvr,
-        prior_clicks=settings.bid_prior_clicks,
-        order_value_cv=settings.bid_order_value_cv,
-        credibility_scale=settings.bid_credibility_scale,
-        floor_roi=settings.bid_floor_roi,
-        pause_probability=settings.bid_pause_probability,
-        resume_probability=settings.bid_resume_probability,
-    )
 
 
 def posterior_of(s: BidSignal) -> Posterior:
@@ -211,7 +190,7 @@ async def test_bid_signals_follow_the_rule_and_the_truth_across_kills(
         STREAM_APP_BID_HALF_LIFE_SECONDS="1e9",
         STREAM_APP_IDLE_SOURCE_TIMEOUT_SECONDS="10",
     )
-    cfg = bidding(settings)
+    cfg = bidding_config(settings)  # as the aggregation stage builds it
     try:
         await create_topics(settings)
         proc = fleet.start("w1")
