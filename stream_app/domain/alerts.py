@@ -48,6 +48,7 @@ from .records import (
     ReviewTopics,
     ScoredReview,
 )
+from .slots import next_slot
 
 ALERT_PREFIX = "al|"
 _BUCKET = "al|b|"
@@ -375,10 +376,8 @@ class AlertBook:
         self, watermark: float, conversion_watermark: float, now: float
     ) -> list[CampaignAlert]:
         """Judge every campaign when ``watermark`` enters a new interval; else nothing."""
-        if watermark <= 0:
-            return []
-        slot = math.floor(watermark / self.config.interval_seconds)
-        if self.decided_slot is not None and slot <= self.decided_slot:
+        slot = next_slot(watermark, self.config.interval_seconds, self.decided_slot)
+        if slot is None:
             return []
         self.decided_slot = slot
         self._clock_changed = True

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from .records import BidInputs, BidSignal, BidUncertainty
 from .roi import Totals
+from .slots import next_slot
 
 TargetKind = Literal["roas", "roi"]
 Advice = Literal["run", "pause", "resume", "paused"]
@@ -339,10 +340,8 @@ class BidBook:
 
     def tick(self, watermark: float, now: float, context: Context) -> list[BidSignal]:
         """Decide every campaign when ``watermark`` enters a new slot; else nothing."""
-        if watermark <= 0:
-            return []
-        slot = math.floor(watermark / self.config.interval_seconds)
-        if self.decided_slot is not None and slot <= self.decided_slot:
+        slot = next_slot(watermark, self.config.interval_seconds, self.decided_slot)
+        if slot is None:
             return []
         self.decided_slot = slot
         self._clock_unsaved = True
