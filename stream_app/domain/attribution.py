@@ -28,11 +28,11 @@ every attribution partition has got past it (docs/semantics.md, Time).
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..learning import ConversionModel, ModelQuality, click_features
+from ..state import MemoryStore, StateStore
 from .dedup import Deduplicator
 from .events import Click, Conversion
 from .journal import BucketedLog, Change, restore_model
@@ -47,6 +47,9 @@ CONVERSION_MODEL_KEY = "model|conversion"
 PendingConversion = tuple[str, float, float, float]
 # click_id, campaign_id, ts, then for a scored click: features, p_conversion, expected_value
 ClickEntry = tuple[str, str, float] | tuple[str, str, float, dict[str, float], float, float]
+# an open click in the store: campaign_id, ts, features, p_conversion, expected_value, and the
+# revenue of its first attributed conversion (None until then) — what the label needs
+OpenEntry = list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +94,33 @@ class _Open:
     scored: Scored
     revenue: float | None = None  # its first attributed conversion, awaiting the label
 
+    def entry(self) -> OpenEntry:
+        s = self.scored
+        return [self.campaign_id, self.ts, s.features, s.p_conversion, s.expected_value, self.revenue]
+
+    @staticmethod
+    def of(entry: OpenEntry) -> _Open:
+        campaign_id, ts, features, p, expected, revenue = entry
+        return _Open(campaign_id, ts, Scored(features, p, expected), revenue)
+
 
 class Attribution:
-    """Joins conversions to clicks and sums both per campaign window for the next stage."""
+    """Joins conversions to clicks and sums both per campaign window for the next stage.
+
+    What grows with traffic — seen event ids, the click index, pending conversions, open
+    clicks — lives in ``store`` (in memory by default, RocksDB in the worker when
+    configured: :mod:`stream_app.state`), each with an index by time bucket for expiry.
+    Per batch, the deltas, labels and scored clicks stay in memory until drained.
+    """
 
     def __init__(
         self,
         config: AttributionConfig,
         model: ConversionModel | None = None,
         partition: int | None = None,
+        store: StateStore | None = None,
     ) -> None:
+        store = store if store is not None else MemoryStore()
         self.config = config
         self.model = model
         self.partition = partition
@@ -114,24 +134,32 @@ class Attribution:
         self._unscored_converted: dict[str, tuple[float, Totals]] = {}
         # One watermark per input: each side waits for the *other* stream's event time, so
         # a backlog read faster on one topic never gives up on the other too early.
-        self.click_watermark = 0.0
-        self.conversion_watermark = 0.0
-        self.seen_clicks = Deduplicator("seen-click", config.dedup_horizon_seconds)
-        self.seen_conversions = Deduplicator("seen-conversion", config.dedup_horizon_seconds)
-        self.clicks: dict[str, tuple[str, float]] = {}  # click_id -> (campaign_id, ts)
-        self._click_log: BucketedLog[ClickEntry] = BucketedLog("click")
-        self._clicks_in_bucket: dict[int, list[str]] = {}
-        self.pending: dict[str, list[PendingConversion]] = {}
+        self._meta = store.table("meta")
+        marks = self._meta.get("watermarks")  # a store reused after a restart
+        self.click_watermark, self.conversion_watermark = marks or (0.0, 0.0)
+        horizon = config.dedup_horizon_seconds
+        self.seen_clicks = Deduplicator("seen-click", horizon, store)
+        self.seen_conversions = Deduplicator("seen-conversion", horizon, store)
+        self.clicks = store.table("click")  # click_id -> [campaign_id, ts]
+        self._click_log: BucketedLog[ClickEntry] = BucketedLog("click", store)
+        self._clicks_by_bucket = store.index("click|bucket")
+        self.pending = store.table("pending")  # click_id -> [PendingConversion]
+        self._pending_by_ts = store.index("pending|ts")
         self._pending_dirty: set[str] = set()
         self._deltas: dict[tuple[str, float, DeltaKind, bool], tuple[Totals, float]] = {}
         self._unattributed: list[UnattributedConversion] = []
-        self.open: dict[str, _Open] = {}  # scored clicks awaiting their label
-        self._open_by_ts: list[tuple[float, str]] = []  # min-heap for negative labels
+        self.open = store.table("open")  # scored clicks awaiting their label: OpenEntry
+        self._open_by_ts = store.index("open|ts")  # for negative labels
         self._labels: list[Label] = []
-        self._labelled_log: BucketedLog[str] = BucketedLog("labelled")
-        self._labelled_restored: set[str] = set()
-        self._converted_log: BucketedLog[tuple[str, float]] = BucketedLog("converted")
-        self._converted_restored: dict[str, float] = {}
+        self._labelled_log: BucketedLog[str] = BucketedLog("labelled", store)
+        self._converted_log: BucketedLog[tuple[str, float]] = BucketedLog("converted", store)
+        # restore only, for a label or conversion record read before its click's record
+        self._labelled_early = store.table("labelled")
+        self._converted_early = store.table("converted")
+        self._early_by_bucket = store.index("early|bucket")
+        saved_model = self._meta.get(CONVERSION_MODEL_KEY)
+        if saved_model is not None and self.model is not None:
+            self.model = restore_model(self.model, saved_model, ConversionModel.from_state)
 
     # -- events -------------------------------------------------------------------------
     def on_click(self, click: Click, scored: Scored | None = None) -> Outcome:
@@ -160,9 +188,12 @@ class Attribution:
                 totals.expected_revenue += scored.expected_value
                 totals.open_expected_revenue += scored.expected_value
                 totals.p_conversion_sum += scored.p_conversion
-        for event_id, revenue, ts, read_at in self.pending.pop(click.click_id, ()):
+        waiting = self.pending.get(click.click_id)
+        if waiting is not None:
+            self.pending.delete(click.click_id)
             self._pending_dirty.add(click.click_id)
-            self._attribute(event_id, click.click_id, revenue, ts, read_at)
+            for event_id, revenue, ts, read_at in waiting:
+                self._attribute(event_id, click.click_id, revenue, ts, read_at)
         return Outcome.ACCEPTED
 
     def on_conversion(self, conversion: Conversion, revenue: float) -> Outcome:
@@ -175,8 +206,10 @@ class Attribution:
             return self._attribute(
                 conversion.event_id, conversion.click_id, revenue, conversion.ts, read_at
             )
-        waiting = self.pending.setdefault(conversion.click_id, [])
-        waiting.append((conversion.event_id, revenue, conversion.ts, read_at))
+        waiting = self.pending.get(conversion.click_id) or []
+        waiting.append([conversion.event_id, revenue, conversion.ts, read_at])
+        self.pending.put(conversion.click_id, waiting)
+        self._pending_by_ts.add(conversion.ts, conversion.click_id)
         self._pending_dirty.add(conversion.click_id)
         return Outcome.PENDING
 
@@ -212,7 +245,8 @@ class Attribution:
             totals.p_conversion_sum += p_i
             if converted and click.click_id in converted:
                 revenue, on_time = converted.pop(click.click_id)
-                self._converts(click.click_id, self.open[click.click_id], revenue, on_time)
+                opened = _Open.of(self.open.get(click.click_id) or [])
+                self._converts(click.click_id, opened, revenue, on_time)
                 values.clear()
 
     def _attribute(
@@ -224,7 +258,7 @@ class Attribution:
         unscored_click = bool(self._unscored) and self._unscored[-1][0].click_id == click_id
         if self._unscored and not unscored_click:
             self.score_pending()
-        campaign_id, click_ts = self.clicks[click_id]
+        campaign_id, click_ts = self.clicks.get(click_id) or ("", 0.0)  # indexed: never None
         window = self.config.attribution_window_seconds
         if ts - click_ts > window:
             self._unattributed_conversion(event_id, click_id, revenue, ts, "outside_window")
@@ -238,7 +272,8 @@ class Attribution:
                 on_time = self._delta(campaign_id, click_ts, "conversion", ts) if late else totals
                 self._unscored_converted[click_id] = (revenue, on_time)
             return Outcome.ATTRIBUTED
-        opened = self.open.get(click_id)
+        entry = self.open.get(click_id)
+        opened = None if entry is None else _Open.of(entry)
         if opened is not None and opened.revenue is None:
             on_time = self._delta(campaign_id, click_ts, "conversion", ts) if late else totals
             self._converts(click_id, opened, revenue, on_time)
@@ -249,6 +284,7 @@ class Attribution:
         # no longer open, late or not: the window's nowcast must stop expecting it
         on_time.open_expected_revenue -= opened.scored.expected_value
         opened.revenue = revenue
+        self.open.put(click_id, opened.entry())
         if self.model is not None:
             self.model.learn_value(opened.scored.features, revenue)
             self._model_changed = True
@@ -275,9 +311,8 @@ class Attribution:
 
     def _index_click(self, click_id: str, campaign_id: str, ts: float) -> int:
         """Index a new click (duplicates, attribution, expiry); its hour bucket."""
-        self.clicks[click_id] = (campaign_id, ts)
         bucket = int(ts // CLICK_BUCKET_SECONDS)
-        self._clicks_in_bucket.setdefault(bucket, []).append(click_id)
+        self._remember_click(click_id, campaign_id, ts, bucket)
         return bucket
 
     def _log_click(
@@ -300,9 +335,13 @@ class Attribution:
             ),
         )
 
+    def _remember_click(self, click_id: str, campaign_id: str, ts: float, bucket: int) -> None:
+        self.clicks.put(click_id, [campaign_id, ts])
+        self._clicks_by_bucket.add(bucket, click_id)
+
     def _open(self, click_id: str, opened: _Open) -> None:
-        self.open[click_id] = opened
-        heapq.heappush(self._open_by_ts, (opened.ts, click_id))
+        self.open.put(click_id, opened.entry())
+        self._open_by_ts.add(opened.ts, click_id)
 
     def _late(self, click_ts: float, after_end: float, watermark: float) -> bool:
         """Whether an event for the window of ``click_ts``, accepted until ``after_end`` plus
@@ -381,18 +420,21 @@ class Attribution:
     def expire_pending(self) -> None:
         """Give up on conversions that waited past the grace period for their click."""
         overdue = self.click_watermark - self.config.conversion_grace_seconds
-        for click_id in [c for c, w in self.pending.items() if any(p[2] < overdue for p in w)]:
+        for _, click_id in self._pending_by_ts.pop_before(overdue):
+            waiting = self.pending.get(click_id)
+            if waiting is None or all(entry[2] >= overdue for entry in waiting):
+                continue  # its click came, or this entry was handled with an earlier one
             still: list[PendingConversion] = []
-            for entry in self.pending[click_id]:
+            for entry in waiting:
                 event_id, revenue, ts, _ = entry
                 if ts < overdue:
                     self._unattributed_conversion(event_id, click_id, revenue, ts, "unknown_click")
                 else:
                     still.append(entry)
             if still:
-                self.pending[click_id] = still
+                self.pending.put(click_id, still)
             else:
-                del self.pending[click_id]
+                self.pending.delete(click_id)
             self._pending_dirty.add(click_id)
 
     def expire_labels(self) -> None:
@@ -401,13 +443,12 @@ class Attribution:
         cfg = self.config
         window = cfg.label_window_seconds or cfg.attribution_window_seconds
         horizon = self.conversion_watermark - window - cfg.label_lateness_seconds
-        heap = self._open_by_ts
-        while heap and heap[0][0] < horizon:
-            ts, click_id = heapq.heappop(heap)
-            opened = self.open.get(click_id)
-            if opened is None or opened.ts != ts:
-                continue  # converted meanwhile
-            del self.open[click_id]
+        for ts, click_id in self._open_by_ts.pop_before(horizon):
+            entry = self.open.get(click_id)
+            if entry is None or entry[1] != ts:
+                continue  # labelled already (a duplicate entry)
+            opened = _Open.of(entry)
+            self.open.delete(click_id)
             if opened.revenue is None:
                 wm = self.conversion_watermark
                 totals = self._delta(opened.campaign_id, ts, "conversion", wm)
@@ -422,15 +463,18 @@ class Attribution:
             - self.config.conversion_grace_seconds
         )
         before = int(horizon // CLICK_BUCKET_SECONDS)
-        buckets, tombstones = self._click_log.expire_before(before)
-        for bucket in buckets:
-            for click_id in self._clicks_in_bucket.pop(bucket, []):
-                self.clicks.pop(click_id, None)
-                self._labelled_restored.discard(click_id)
-                self._converted_restored.pop(click_id, None)
+        _, tombstones = self._click_log.expire_before(before)
+        self._forget_clicks_before(before)
         tombstones.extend(self._labelled_log.expire_before(before)[1])
         tombstones.extend(self._converted_log.expire_before(before)[1])
         return tombstones
+
+    def _forget_clicks_before(self, bucket: int) -> None:
+        for _, click_id in self._clicks_by_bucket.pop_before(bucket):
+            self.clicks.delete(click_id)
+        for _, click_id in self._early_by_bucket.pop_before(bucket):
+            self._labelled_early.delete(click_id)
+            self._converted_early.delete(click_id)
 
     def changes(self) -> list[Change]:
         """Everything that changed since the last call, as changelog records.
@@ -451,48 +495,76 @@ class Attribution:
             waiting = self.pending.get(click_id)
             out.append((f"pending|{click_id}", waiting or None))
         self._pending_dirty = set()
-        out.append(("watermarks", [self.click_watermark, self.conversion_watermark]))
+        marks = [self.click_watermark, self.conversion_watermark]
+        out.append(("watermarks", marks))
+        self._meta.put("watermarks", marks)
         if self.model is not None and self._model_changed:
-            out.append((CONVERSION_MODEL_KEY, self.model.to_state()))
+            saved = self.model.to_state()
+            out.append((CONVERSION_MODEL_KEY, saved))
+            self._meta.put(CONVERSION_MODEL_KEY, saved)
             self._model_changed = False
         return out
 
     def restore(self, key: str, value: Any) -> None:
+        """Apply one changelog record, in offset order; ``value`` None is a tombstone.
+
+        Writes what the record means into the store, so a store reused after a restart
+        replays only the records after its checkpoint. Label and conversion records of a
+        click may come before the click's record (a compacted log keeps each key's last
+        position), so they are kept aside until it comes.
+        """
         if key == "watermarks":
             self.click_watermark, self.conversion_watermark = value
+            self._meta.put("watermarks", value)
         elif self.seen_clicks.owns(key):
             self.seen_clicks.restore(key, value)
         elif self.seen_conversions.owns(key):
             self.seen_conversions.restore(key, value)
         elif self._click_log.owns(key):
             bucket, items = self._click_log.restore(key, value)
+            if value is None:
+                self._forget_clicks_before(bucket + 1)
             for item in items:
                 click_id, campaign_id, ts = item[:3]
-                self.clicks[click_id] = (campaign_id, ts)
-                self._clicks_in_bucket.setdefault(bucket, []).append(click_id)
-                if len(item) == 6 and click_id not in self._labelled_restored:
+                self._remember_click(click_id, campaign_id, ts, bucket)
+                if len(item) == 6 and click_id not in self._labelled_early:
                     scored = Scored(item[3], item[4], item[5])
-                    revenue = self._converted_restored.get(click_id)
+                    revenue = self._converted_early.get(click_id)
                     self._open(click_id, _Open(campaign_id, ts, scored, revenue))
         elif self._converted_log.owns(key):
-            _, converted = self._converted_log.restore(key, value)
+            bucket, converted = self._converted_log.restore(key, value)
             for click_id, revenue in converted:  # before or after its click's entry
-                self._converted_restored[click_id] = revenue
-                if click_id in self.open:
-                    self.open[click_id].revenue = revenue
+                entry = self.open.get(click_id)
+                if entry is not None:
+                    entry[5] = revenue
+                    self.open.put(click_id, entry)
+                elif click_id not in self.clicks:
+                    self._converted_early.put(click_id, revenue)
+                    self._early_by_bucket.add(bucket, click_id)
         elif self._labelled_log.owns(key):
-            _, click_ids = self._labelled_log.restore(key, value)
+            bucket, click_ids = self._labelled_log.restore(key, value)
             for click_id in click_ids:  # keys restore in any order: before or after the click
-                self._labelled_restored.add(click_id)
-                self.open.pop(click_id, None)
+                if click_id in self.open:
+                    self.open.delete(click_id)
+                elif click_id not in self.clicks:
+                    self._labelled_early.put(click_id, 1)
+                    self._early_by_bucket.add(bucket, click_id)
         elif key.startswith("pending|"):
+            click_id = key.removeprefix("pending|")
+            if value is None:
+                self.pending.delete(click_id)
+                return
             # written before the read-at watermark was kept: judged as read on time
-            self.pending[key.removeprefix("pending|")] = [
-                (entry[0], entry[1], entry[2], entry[3] if len(entry) > 3 else 0.0)
+            waiting = [
+                [entry[0], entry[1], entry[2], entry[3] if len(entry) > 3 else 0.0]
                 for entry in value
             ]
+            self.pending.put(click_id, waiting)
+            for entry in waiting:
+                self._pending_by_ts.add(entry[2], click_id)
         elif key == CONVERSION_MODEL_KEY:
-            if self.model is not None:
+            if self.model is not None and value is not None:
                 self.model = restore_model(self.model, value, ConversionModel.from_state)
+                self._meta.put(CONVERSION_MODEL_KEY, value)
         else:
             raise ValueError(f"unknown attribution state key {key!r}")

@@ -7,7 +7,9 @@ input offsets; this module knows nothing of Kafka.
 
 Append-heavy state (seen event ids, clicks awaiting conversions) would cost one record per
 event if keyed per item, so :class:`BucketedLog` writes one record per time bucket per flush
-and deletes whole buckets when they expire.
+and deletes whole buckets when they expire. What the state keeps per item (a click, an
+event id) lives in a :class:`~stream_app.state.StateStore`, on disk or in memory; the
+domain never imports a database.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
+
+from ..state import MemoryStore, StateStore
 
 log = logging.getLogger(__name__)
 Change = tuple[str, Any]
@@ -50,6 +54,10 @@ def restore_model(current: M, state: str, load: Callable[[str], M]) -> M:
 class BucketedLog(Generic[T]):
     """Items appended under integer time buckets; persisted per flush, expired per bucket.
 
+    The keys written so far live in the ``store`` (an ordered index by bucket, and the
+    sequence number in a ``meta`` table), so a restarted worker whose store is current
+    knows them without re-reading the changelog, and expiry pops whole buckets.
+
     Examples
     --------
     >>> log: BucketedLog[str] = BucketedLog("seen")
@@ -60,11 +68,14 @@ class BucketedLog(Generic[T]):
     ([7], [('seen|7|0', None)])
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, store: StateStore | None = None) -> None:
         self.name = name
+        store = store if store is not None else MemoryStore()
         self._pending: dict[int, list[T]] = defaultdict(list)
-        self._keys: dict[int, list[str]] = defaultdict(list)
-        self._seq = 0
+        self._keys = store.index(f"log|{name}")
+        self._meta = store.table("meta")
+        self._seq_key = f"seq|{name}"
+        self._seq: int = self._meta.get(self._seq_key) or 0
 
     def append(self, bucket: int, item: T) -> None:
         self._pending[bucket].append(item)
@@ -74,30 +85,37 @@ class BucketedLog(Generic[T]):
         out: list[Change] = []
         for bucket, items in self._pending.items():
             key = f"{self.name}|{bucket}|{self._seq}"
-            self._keys[bucket].append(key)
+            self._keys.add(bucket, key)
             out.append((key, items))
         self._seq += 1
+        self._meta.put(self._seq_key, self._seq)
         self._pending = defaultdict(list)
         return out
 
     def expire_before(self, bucket: int) -> tuple[list[int], list[Change]]:
         """Forget buckets older than ``bucket``; returns them and their tombstones."""
-        old = [b for b in self._keys if b < bucket] + [
-            b for b in self._pending if b < bucket and b not in self._keys
-        ]
-        tombstones: list[Change] = []
+        popped = self._keys.pop_before(bucket)
+        old = sorted({int(b) for b, _ in popped} | {b for b in self._pending if b < bucket})
         for b in old:
-            tombstones.extend((key, None) for key in self._keys.pop(b, []))
             self._pending.pop(b, None)
-        return old, tombstones
+        return old, [(key, None) for _, key in popped]
 
     def owns(self, key: str) -> bool:
         return key.startswith(self.name + "|")
 
-    def restore(self, key: str, items: list[T]) -> tuple[int, list[T]]:
-        """Take back one persisted record; returns its bucket and items."""
+    def restore(self, key: str, items: list[T] | None) -> tuple[int, list[T]]:
+        """Take back one persisted record; returns its bucket and items.
+
+        A tombstone (``items`` None: the bucket expired) forgets every bucket up to its
+        own — all of them expired together — and returns no items.
+        """
         _, bucket_s, seq_s = key.split("|")
         bucket = int(bucket_s)
-        self._keys[bucket].append(key)
-        self._seq = max(self._seq, int(seq_s) + 1)
+        if items is None:
+            self._keys.pop_before(bucket + 1)
+            return bucket, []
+        self._keys.add(bucket, key)
+        if int(seq_s) >= self._seq:
+            self._seq = int(seq_s) + 1
+            self._meta.put(self._seq_key, self._seq)
         return bucket, items

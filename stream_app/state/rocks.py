@@ -1,0 +1,241 @@
+"""The RocksDB store (rocksdict): keyed state on disk, memory bounded by configuration.
+
+One RocksDB per stage partition. Keys: ``t<table>\\0<key>`` for tables,
+``i<index>\\0<order (8 sortable bytes)><item>`` for ordered indexes, and one checkpoint key
+holding the changelog topic and the next changelog offset the persisted data reflects.
+
+Writes go to an in-memory layer first (the domain reads its own writes at once); the
+engine seals that layer per transaction and, once the transaction committed, writes the
+sealed batches and the new checkpoint in one ``WriteBatch`` (:mod:`.interface`). So the
+database never holds what Kafka did not commit, and a ``kill -9`` at any point leaves it
+at a committed changelog offset, or behind it.
+
+Memory: the block cache (shared by every store of the process, index and filter blocks
+included), the memtables (``write_buffer_bytes`` × ``max_write_buffers`` per store), and
+the in-memory layer (the writes of the transactions not yet persisted).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    ReadOptions,
+    Rdict,
+    WriteBatch,
+)
+
+CHECKPOINT_KEY = b"\x00checkpoint"
+_MISSING = object()
+Layer = dict[bytes, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RocksConfig:
+    block_cache_bytes: int = 64 << 20
+    write_buffer_bytes: int = 16 << 20
+    max_write_buffers: int = 2
+
+
+def order_bytes(order: float) -> bytes:
+    """Eight bytes whose byte order is the numeric order of ``order``.
+
+    >>> order_bytes(-1.0) < order_bytes(0.0) < order_bytes(0.5) < order_bytes(3600.0)
+    True
+    >>> order_of(order_bytes(1767225600.25))
+    1767225600.25
+    """
+    (bits,) = struct.unpack(">Q", struct.pack(">d", order))
+    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
+    return bits.to_bytes(8, "big")
+
+
+def order_of(raw: bytes) -> float:
+    bits = int.from_bytes(raw, "big")
+    bits = bits & ~(1 << 63) if bits >> 63 else bits ^ 0xFFFF_FFFF_FFFF_FFFF
+    (order,) = struct.unpack(">d", struct.pack(">Q", bits))
+    return float(order)
+
+
+def _upper(prefix: bytes) -> bytes:
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def rocks_options(config: RocksConfig, cache: Cache) -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_write_buffer_size(config.write_buffer_bytes)
+    options.set_max_write_buffer_number(config.max_write_buffers)
+    options.set_max_background_jobs(2)
+    options.set_keep_log_file_num(2)
+    options.set_max_total_wal_size(4 * config.write_buffer_bytes)
+    options.set_compression_type(DBCompressionType.lz4())
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    table.set_cache_index_and_filter_blocks(True)  # counted in the cache, not beside it
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    return options
+
+
+class RocksStore:
+    """A :class:`~.interface.DurableStore` in one RocksDB directory."""
+
+    def __init__(self, path: Path, topic: str, options: Options) -> None:
+        self.path = path
+        self.topic = topic
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path), options)
+        self._live: Layer = {}
+        self._sealed: list[tuple[int, Layer]] = []  # replaced, never mutated (readers)
+        self._token = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._floors: dict[bytes, bytes] = {}  # where each index's live entries start on disk
+
+    # -- raw access (the domain's writes are visible at once) ---------------------------
+    def _get(self, key: bytes) -> bytes | None:
+        value = self._live.get(key, _MISSING)
+        if value is _MISSING:
+            for _, layer in reversed(self._sealed):
+                value = layer.get(key, _MISSING)
+                if value is not _MISSING:
+                    break
+            else:
+                return self._db.get(key)  # type: ignore[no-any-return]
+        return value  # type: ignore[return-value]
+
+    def _range(self, lo: bytes, hi: bytes, disk_from: bytes | None = None) -> list[bytes]:
+        """Keys in [lo, hi), sorted: the disk's merged with the unpersisted layers."""
+        overlay: Layer = {}
+        for layer in [batch for _, batch in self._sealed] + [self._live]:
+            for key, value in layer.items():
+                if lo <= key < hi:
+                    overlay[key] = value
+        read = ReadOptions()
+        read.set_iterate_upper_bound(hi)
+        keys = set(self._db.keys(from_key=disk_from or lo, read_opt=read))
+        for key, value in overlay.items():
+            if value is None:
+                keys.discard(key)
+            else:
+                keys.add(key)
+        return sorted(keys)
+
+    # -- the domain's interface ----------------------------------------------------------
+    def table(self, name: str) -> RocksTable:
+        return RocksTable(self, b"t" + name.encode() + b"\x00")
+
+    def index(self, name: str) -> RocksIndex:
+        return RocksIndex(self, b"i" + name.encode() + b"\x00")
+
+    # -- the engine's interface ----------------------------------------------------------
+    def seal(self) -> int:
+        with self._lock:
+            self._token += 1
+            self._sealed = [*self._sealed, (self._token, self._live)]
+            self._live = {}
+            return self._token
+
+    def commit(self, token: int, offset: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            batch = WriteBatch(raw_mode=True)
+            merged: Layer = {}
+            for sealed_token, layer in self._sealed:
+                if sealed_token <= token:
+                    merged.update(layer)
+            for key, value in merged.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            batch.put(CHECKPOINT_KEY, orjson.dumps([self.topic, offset]))
+            self._db.write(batch)
+            self._sealed = [(t, layer) for t, layer in self._sealed if t > token]
+
+    def position(self) -> tuple[str, int] | None:
+        raw = self._db.get(CHECKPOINT_KEY)
+        if raw is None:
+            return None
+        topic, offset = orjson.loads(raw)
+        if not isinstance(topic, str) or not isinstance(offset, int):
+            raise ValueError("malformed checkpoint")
+        return topic, offset
+
+    def unpersisted(self) -> int:
+        """Writes held in memory, not yet on disk (a gauge of the in-memory layer)."""
+        return len(self._live) + sum(len(layer) for _, layer in self._sealed)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+
+class RocksTable:
+    __slots__ = ("_store", "_prefix")
+
+    def __init__(self, store: RocksStore, prefix: bytes) -> None:
+        self._store, self._prefix = store, prefix
+
+    def get(self, key: str) -> Any | None:
+        raw = self._store._get(self._prefix + key.encode())
+        return None if raw is None else orjson.loads(raw)
+
+    def put(self, key: str, value: Any) -> None:
+        self._store._live[self._prefix + key.encode()] = orjson.dumps(value)
+
+    def delete(self, key: str) -> None:
+        self._store._live[self._prefix + key.encode()] = None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._store._get(self._prefix + key.encode()) is not None
+
+    def __len__(self) -> int:
+        return len(self._store._range(self._prefix, _upper(self._prefix)))
+
+    def __iter__(self) -> Iterator[str]:
+        n = len(self._prefix)
+        keys = self._store._range(self._prefix, _upper(self._prefix))
+        return iter([key[n:].decode() for key in keys])
+
+
+class RocksIndex:
+    __slots__ = ("_store", "_prefix")
+
+    def __init__(self, store: RocksStore, prefix: bytes) -> None:
+        self._store, self._prefix = store, prefix
+
+    def add(self, order: float, item: str) -> None:
+        self._store._live[self._prefix + order_bytes(order) + item.encode()] = b""
+
+    def pop_before(self, bound: float) -> list[tuple[float, str]]:
+        store, prefix = self._store, self._prefix
+        hi = prefix + order_bytes(bound)
+        # below the last bound popped, the disk holds only deleted entries (tombstones that
+        # a seek from the prefix would walk through); new entries there are still in memory
+        keys = store._range(prefix, hi, store._floors.get(prefix))
+        n = len(prefix)
+        live = store._live
+        out = []
+        for key in keys:
+            live[key] = None
+            out.append((order_of(key[n : n + 8]), key[n + 8 :].decode()))
+        floor = store._floors.get(prefix)
+        if floor is None or hi > floor:
+            store._floors[prefix] = hi
+        return out
