@@ -15,6 +15,8 @@ from .agents import AggregationAgent, AttributionAgent, ReviewAgent
 from .engine import Stage, Worker
 from .observability import CommitWatch, Metrics, serve_http
 from .settings import Settings
+from .state.opener import StoreOpener
+from .state.rocks import RocksConfig
 from .topics import create_topics
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,16 @@ def _worker(
         dead_letter_topic=settings.topics.dead_letter,
         worker_id=settings.worker_id,
         inflight_path=settings.state_dir / f"{transactional_id}.inflight",
+        stores=StoreOpener(
+            settings.state_store,
+            settings.state_dir / "stores" / settings.worker_id,
+            RocksConfig(
+                settings.state_block_cache_bytes,
+                settings.state_write_buffer_bytes,
+                settings.state_max_write_buffers,
+            ),
+        ),
+        checkpoint_interval_seconds=settings.state_checkpoint_interval_seconds,
     )
     if metrics is not None:
         metrics.watch(name, worker)

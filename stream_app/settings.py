@@ -137,6 +137,32 @@ class Settings(BaseSettings):
         "which kills the worker (docs/topology.md). Keep it on a volume that outlives restarts.",
     )
 
+    state_store: Literal["memory", "rocksdb"] = Field(
+        "memory",
+        description="Where attribution keeps its keyed state (click index, seen ids, pending "
+        "conversions, open clicks): `memory` (Python dicts, restored from the whole changelog "
+        "on every assignment) or `rocksdb` (on disk under state_dir/stores/<worker_id>, memory "
+        "bounded by the three settings below; a restart replays only the changelog after the "
+        "store's checkpoint). docs/topology.md, State.",
+    )
+    state_block_cache_bytes: PositiveInt = Field(
+        64 * 1024 * 1024,
+        description="rocksdb: block cache shared by every store of the process (index and "
+        "filter blocks included).",
+    )
+    state_write_buffer_bytes: PositiveInt = Field(
+        16 * 1024 * 1024, description="rocksdb: memtable size per store (one per partition)."
+    )
+    state_max_write_buffers: PositiveInt = Field(
+        2, description="rocksdb: memtables per store, the active one included."
+    )
+    state_checkpoint_interval_seconds: float = Field(
+        1.0,
+        ge=0.0,
+        description="rocksdb: how often committed writes go to disk with their changelog "
+        "offset; in between they stay in memory (at most this long of writes per partition).",
+    )
+
     # semantics (docs/semantics.md)
     window_size_seconds: PositiveInt = Field(60, description="Tumbling event-time windows.")
     allowed_lateness_seconds: float = Field(

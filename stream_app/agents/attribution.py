@@ -24,6 +24,7 @@ from ..domain.validation import Validated
 from ..engine.stage import Outbox
 from ..learning import ConversionModel
 from ..settings import Settings
+from ..state import MemoryStore, StateStore
 from .base import EdgeDecoder, Record
 from .quality import quality_record, record_key
 
@@ -32,9 +33,13 @@ class PartitionAttribution(Attribution):
     """One click_id partition's attribution state and conversion model."""
 
     def __init__(
-        self, partition: int, config: AttributionConfig, model: ConversionModel | None
+        self,
+        partition: int,
+        config: AttributionConfig,
+        model: ConversionModel | None,
+        store: StateStore | None = None,
     ) -> None:
-        super().__init__(config, model, partition)
+        super().__init__(config, model, partition, store)
         self.partition: int = partition
 
 
@@ -74,8 +79,12 @@ class AttributionAgent:
         )
 
     def new_state(self, partition: int) -> PartitionAttribution:
+        return self.new_stored_state(partition, MemoryStore())
+
+    def new_stored_state(self, partition: int, store: StateStore) -> PartitionAttribution:
+        """The partition's state over ``store`` (the engine's, on disk when configured)."""
         model = ConversionModel() if self._models else None
-        return PartitionAttribution(partition, self._config, model)
+        return PartitionAttribution(partition, self._config, model, store)
 
     def process(self, state: PartitionAttribution, records: Sequence[Record], out: Outbox) -> None:
         def handle(valid: Validated) -> Outcome:

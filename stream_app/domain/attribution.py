@@ -96,7 +96,14 @@ class _Open:
 
     def entry(self) -> OpenEntry:
         s = self.scored
-        return [self.campaign_id, self.ts, s.features, s.p_conversion, s.expected_value, self.revenue]
+        return [
+            self.campaign_id,
+            self.ts,
+            s.features,
+            s.p_conversion,
+            s.expected_value,
+            self.revenue,
+        ]
 
     @staticmethod
     def of(entry: OpenEntry) -> _Open:
@@ -135,8 +142,9 @@ class Attribution:
         # One watermark per input: each side waits for the *other* stream's event time, so
         # a backlog read faster on one topic never gives up on the other too early.
         self._meta = store.table("meta")
-        marks = self._meta.get("watermarks")  # a store reused after a restart
-        self.click_watermark, self.conversion_watermark = marks or (0.0, 0.0)
+        marks = self._meta.get("watermarks") or (0.0, 0.0)  # a store reused after a restart
+        self.click_watermark: float = marks[0]
+        self.conversion_watermark: float = marks[1]
         horizon = config.dedup_horizon_seconds
         self.seen_clicks = Deduplicator("seen-click", horizon, store)
         self.seen_conversions = Deduplicator("seen-conversion", horizon, store)

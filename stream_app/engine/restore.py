@@ -3,18 +3,27 @@
 Synchronous on purpose: it runs inside the consumer's assignment callback, on the thread
 that polls, while librdkafka's own thread keeps the member's heartbeats going (so a long
 restore does not get the worker expelled; ``max.poll.interval.ms`` bounds it).
+
+Two ways: :func:`read_changelog` folds whole changelogs into dicts (states kept in memory:
+aggregation); :func:`replay_changelog` streams one changelog partition from an offset into
+a state backed by a store (attribution), persisting the store as it goes, so a restart
+with a current store reads only the records written after its checkpoint, and a full
+restore never holds the changelog in memory.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
+from ..state import DurableStore
 from .clients import PARTITION_EOF, Kafka, client_config
 
 log = logging.getLogger(__name__)
@@ -41,7 +50,9 @@ def read_changelog(
     if not tps:
         return state
     deadline = time.monotonic() + wait_seconds
-    ends = _wait_until_stable(bootstrap_servers, tps, deadline)
+    ends = {
+        tp: end for tp, (_, end) in _wait_until_stable(bootstrap_servers, tps, deadline).items()
+    }
     remaining = {tp for tp in tps if ends[tp] > 0}
     if not remaining:
         return state
@@ -87,20 +98,114 @@ def read_changelog(
     return state
 
 
+def changelog_bounds(
+    bootstrap_servers: Kafka, partitions: Iterable[Partition], wait_seconds: float = 60.0
+) -> dict[Partition, tuple[int, int]]:
+    """(log start, end) of each changelog partition, once every transaction that had
+    started when called is resolved (see :func:`read_changelog` on why the end waits)."""
+    return _wait_until_stable(bootstrap_servers, list(partitions), time.monotonic() + wait_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    records: int
+    """Changelog records read (tombstones included)."""
+    seconds: float
+
+
+def replay_changelog(
+    bootstrap_servers: Kafka,
+    tp: Partition,
+    start: int,
+    end: int,
+    apply: Callable[[str, Any], None],
+    store: DurableStore,
+    wait_seconds: float = 60.0,
+    persist_every: int = 50_000,
+) -> Replayed:
+    """Apply the committed records of ``tp`` from ``start`` to ``end`` (from
+    :func:`changelog_bounds`), in offset order, to a store-backed state.
+
+    Records of one fetched batch are folded by key first (the last value of each key, at
+    its last position: what compaction keeps), so a model snapshot written in every
+    transaction is deserialised once per batch, not once per record. Every
+    ``persist_every`` records, and at the end, the store is persisted with the offset it
+    has reached: a restore cut short resumes from there.
+    """
+    started = time.monotonic()
+    if start >= end:
+        store.commit(store.seal(), end)
+        return Replayed(0, time.monotonic() - started)
+    deadline = started + wait_seconds
+    reader = Consumer(
+        client_config(
+            bootstrap_servers,
+            {
+                "group.id": "stream-app-restore",  # never joins: assign() only
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "queued.max.messages.kbytes": 64 * 1024,
+            },
+        )
+    )
+    records = since_persist = 0
+    try:
+        reader.assign([KafkaPartition(tp[0], tp[1], start)])
+        done = False
+        while not done:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"changelog {tp} not readable to its end")
+            folded: dict[str, Any] = {}
+            position = -1
+            for message in reader.consume(10_000, 0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() == PARTITION_EOF:
+                        if (message.offset() or 0) >= end:
+                            done = True
+                        continue
+                    raise KafkaException(error)
+                if (message.offset() or 0) >= end:  # written after the restore began
+                    done = True
+                    continue
+                records += 1
+                key = message.key()
+                name = key.decode() if key else ""
+                value = message.value()
+                folded.pop(name, None)
+                folded[name] = None if value is None else orjson.loads(value)
+                position = message.offset() or 0
+            for name, value in folded.items():
+                apply(name, value)
+            since_persist += len(folded)
+            if position >= 0 and since_persist >= persist_every:
+                store.commit(store.seal(), position + 1)
+                since_persist = 0
+    finally:
+        reader.close()
+    store.commit(store.seal(), end)
+    return Replayed(records, time.monotonic() - started)
+
+
 def _wait_until_stable(
     bootstrap_servers: Kafka, tps: list[Partition], deadline: float
-) -> dict[Partition, int]:
-    """End offsets (high watermarks) once every transaction below them is resolved.
+) -> dict[Partition, tuple[int, int]]:
+    """(log start, end) offsets, the end being the high watermark once every transaction
+    below it is resolved.
 
     A ``read_committed`` reader stops at the last stable offset; once that has reached
     the high watermark seen at the start, everything written before now is readable.
     """
     probe = Consumer(client_config(bootstrap_servers, {"group.id": "stream-app-restore"}))
     try:
-        ends = {
-            tp: probe.get_watermark_offsets(KafkaPartition(*tp), timeout=10, cached=False)[1]
+        bounds = {
+            tp: probe.get_watermark_offsets(KafkaPartition(*tp), timeout=10, cached=False)
             for tp in tps
         }
+        ends = {tp: high for tp, (_, high) in bounds.items()}
     finally:
         probe.close()
     stable = Consumer(
@@ -122,4 +227,4 @@ def _wait_until_stable(
                 time.sleep(0.2)
     finally:
         stable.close()
-    return ends
+    return {tp: (low, high) for tp, (low, high) in bounds.items()}

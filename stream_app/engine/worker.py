@@ -27,6 +27,13 @@ changelog, inside the callback, while librdkafka keeps the member's heartbeats g
 partition whose state cannot be restored is paused, never silently skipped: the worker
 reports it in :meth:`Worker.health` (``/healthz``) and ``unrestored`` (a metric and an
 alert), logs why, and tries again at the next rebalance.
+
+Stages with a store-backed state (``new_stored_state``: attribution) get a store per
+partition from the :class:`~stream_app.state.opener.StoreOpener`. Its writes are sealed
+with each transaction (step 2) and persisted with the changelog offset they reach only
+after the transaction committed (step 6, on the committer thread, at most every
+``checkpoint_interval_seconds``); so after any crash the local store is at a committed
+changelog offset or behind it, and assignment replays only the changelog after it.
 """
 
 from __future__ import annotations
@@ -44,10 +51,12 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from ..domain.outcomes import Outcome
 from ..domain.validation import Reason
+from ..state import DurableStore
+from ..state.opener import StoreOpener
 from .clients import PARTITION_EOF, Kafka, client_config
 from .deadletter import dead_letter, dead_letter_key
 from .poison import PoisonGuard
-from .restore import read_changelog
+from .restore import Replayed, changelog_bounds, read_changelog, replay_changelog
 from .stage import Outbox, PartitionState, Record, Stage
 from .transaction import Partition, Transaction, TransactionAborted, TransactionalProducer
 
@@ -61,6 +70,16 @@ MAX_REJOINS = 5
 #: Called after each commit with the outbox, the commit's duration in seconds, the Kafka
 #: timestamp (ms) of the oldest record of each partition batch, the lag per topic and now.
 CommitObserver = Callable[[Outbox, float, dict[Partition, int], dict[str, int], float], None]
+#: A changelog partition, its store and the token of the writes sealed with a transaction.
+Seal = tuple[Partition, DurableStore, int]
+
+
+class BadChangelogRecord(Exception):
+    """A changelog record the state could not apply (this version cannot read it)."""
+
+    def __init__(self, key: str, cause: Exception) -> None:
+        super().__init__(key, cause)
+        self.key, self.cause = key, cause
 
 
 class Worker:
@@ -82,6 +101,8 @@ class Worker:
         dead_letter_topic: str = "dead-letter",
         worker_id: str = "worker",
         inflight_path: Path | None = None,
+        stores: StoreOpener | None = None,
+        checkpoint_interval_seconds: float = 1.0,
     ) -> None:
         self.stages = list(stages)
         self._stage_of = {topic: stage for stage in self.stages for topic in stage.topics}
@@ -97,6 +118,13 @@ class Worker:
         self._dead_letter_topic = dead_letter_topic
         self._worker_id = worker_id
         self._guard = PoisonGuard(inflight_path) if inflight_path is not None else None
+        self._opener = stores if stores is not None else StoreOpener("memory", Path("."))
+        self._checkpoint_interval = checkpoint_interval_seconds
+        self._stores: dict[tuple[str, int], DurableStore] = {}
+        self._persisted_at: dict[Partition, float] = {}
+        self._probe: Consumer | None = None  # high watermarks after a commit (committer)
+        self.restores: dict[tuple[str, int], tuple[str, Replayed]] = {}
+        """How each store-backed state was last restored: (from what, records read)."""
         self.states: dict[tuple[str, int], PartitionState] = {}
         self.unrestored: dict[tuple[str, int], str] = {}
         """Assigned stage partitions whose state could not be restored, and why (paused)."""
@@ -133,6 +161,7 @@ class Worker:
             committed = self.committed_transactions
             try:
                 await self._session()
+                self._close_stores()
                 return
             except TransactionAborted as exc:
                 self.aborted_transactions += 1
@@ -193,6 +222,9 @@ class Worker:
             await asyncio.to_thread(self.consumer.close)
             self._committer.shutdown(wait=True)
             await asyncio.to_thread(self._txns.close, clean=clean)
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
             if clean and self._guard is not None:
                 self._guard.close()
 
@@ -297,7 +329,7 @@ class Worker:
         out.outcomes[(record.topic, Outcome.DEAD_LETTER)] += 1
 
     # -- the transaction ----------------------------------------------------------------
-    def _prepare(self) -> Transaction | None:
+    def _prepare(self) -> tuple[Transaction, list[Seal]] | None:
         """Steps 1 and 2: everything the transaction will carry, as bytes.
 
         Serialising here lets the next batch be processed while this transaction is sent
@@ -312,12 +344,16 @@ class Worker:
         for (stage_name, _), state in self.states.items():  # 1
             self._stage_by_name(stage_name).flush(state, out, now)
         changelog: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        seals: list[Seal] = []
         for (stage_name, partition), state in self.states.items():  # 2
             topic = self._state_topic(stage_name)
             changelog.extend(
                 (topic, name.encode(), None if value is None else orjson.dumps(value), partition)
                 for name, value in state.changes()
             )
+            store = self._stores.get((stage_name, partition))
+            if store is not None:  # its writes so far go with this transaction
+                seals.append(((topic, partition), store, store.seal()))
         assert self.consumer is not None  # on the consuming thread (see Transaction)
         txn = Transaction(
             out,
@@ -328,9 +364,9 @@ class Worker:
             self.consumer.consumer_group_metadata(),
         )
         self._changed, self._oldest_ts = set(), {}
-        return txn
+        return txn, seals
 
-    def _send(self, txn: Transaction) -> None:
+    def _send(self, txn: Transaction, seals: Sequence[Seal] = (), force: bool = False) -> None:
         """Steps 3-5, on the committer thread; transactions arrive there in order."""
         if self._failed:
             raise TransactionAborted("an earlier transaction of this session failed")
@@ -342,17 +378,36 @@ class Worker:
             self._failed = True
             raise
         self.committed_transactions += 1
+        self._persist(seals, force)  # 6: only now may the local stores take the writes
         if self._on_commit is not None:
             lag: dict[str, int] = {}
             for (topic, _), n in txn.lag.items():
                 lag[topic] = lag.get(topic, 0) + n
             self._on_commit(txn.out, time.monotonic() - started, txn.oldest_ts, lag, time.time())
 
-    def _start_commit(self) -> None:
-        txn = self._prepare()
-        if txn is not None:
+    def _persist(self, seals: Sequence[Seal], force: bool) -> None:
+        """Write each store's sealed batches with the changelog offset they reach: the
+        changelog partition's end right after this commit (no one else writes to it, and
+        the next transaction is not sent before this returns)."""
+        if self._opener.kind == "memory" or not seals:
+            return
+        now = time.monotonic()
+        for tp, store, token in seals:
+            if not force and now - self._persisted_at.get(tp, 0.0) < self._checkpoint_interval:
+                continue  # kept in memory until the next checkpoint
+            if self._probe is None:
+                self._probe = Consumer(client_config(self._bootstrap, {"group.id": "probe"}))
+            end = self._probe.get_watermark_offsets(KafkaPartition(*tp), 10, cached=False)[1]
+            store.commit(token, end)
+            self._persisted_at[tp] = now
+
+    def _start_commit(self, force: bool = False) -> None:
+        prepared = self._prepare()
+        if prepared is not None:
             assert self._committer is not None
-            self._in_flight = asyncio.wrap_future(self._committer.submit(self._send, txn))
+            txn, seals = prepared
+            future = self._committer.submit(self._send, txn, seals, force)
+            self._in_flight = asyncio.wrap_future(future)
 
     async def _settle_in_flight(self, *, raise_error: bool = True) -> None:
         if self._in_flight is not None:
@@ -366,7 +421,7 @@ class Worker:
     async def _commit(self) -> None:
         """Commit everything processed so far and wait for it (shutdown)."""
         await self._settle_in_flight()
-        self._start_commit()
+        self._start_commit(force=True)
         await self._settle_in_flight()
 
     def _commit_now(self) -> None:
@@ -376,9 +431,9 @@ class Worker:
         self._committer.submit(lambda: None).result()  # the committer has drained
         if self._failed:
             return
-        txn = self._prepare()
-        if txn is not None:
-            self._send(txn)
+        prepared = self._prepare()
+        if prepared is not None:
+            self._send(*prepared, force=True)
 
     # -- rebalancing (called inside ``consume``, on its thread) --------------------------
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
@@ -414,13 +469,18 @@ class Worker:
         """Restore every assigned stage partition and learn where each input stands."""
         wanted = sorted({(self._stage_of[t].name, p) for t, p in assigned})
         changelogs: dict[Partition, tuple[str, int]] = {}
+        stored: dict[Partition, tuple[str, int]] = {}
         for name, partition in wanted:
             stage = self._stage_by_name(name)
-            if stage.stateful:
-                changelogs[(self._state_topic(name), partition)] = (name, partition)
-            else:
+            if not stage.stateful:
                 self.states[(name, partition)] = stage.new_state(partition)
+            elif hasattr(stage, "new_stored_state"):
+                stored[(self._state_topic(name), partition)] = (name, partition)
+            else:
+                changelogs[(self._state_topic(name), partition)] = (name, partition)
         wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
+        for tp, key in stored.items():
+            self._restore_stored(consumer, tp, key, wait)
         restored: dict[Partition, dict[str, object]] = {}
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             try:
@@ -456,9 +516,74 @@ class Worker:
             if offset < 0:  # nothing committed yet: reading starts at the log start
                 offset = consumer.get_watermark_offsets(kp, timeout=10, cached=False)[0]
             self._positions[(kp.topic, kp.partition)] = offset
-        log.info("assigned %d partitions; restored %d states", len(assigned), len(restored))
+        log.info(
+            "assigned %d partitions; restored %d states",
+            len(assigned),
+            len(restored) + len(stored),
+        )
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.ready.set)
+
+    def _restore_stored(
+        self, consumer: Consumer, tp: Partition, key: tuple[str, int], wait: float
+    ) -> None:
+        """Open the partition's store and replay the changelog after its checkpoint (all of
+        it when the store is new, stale or unreadable: :mod:`stream_app.state.opener`)."""
+        stage_name, partition = key
+        stage = self._stage_by_name(stage_name)
+        for attempt in range(1, RESTORE_ATTEMPTS + 1):
+            store: DurableStore | None = None
+            try:
+                low, end = changelog_bounds(self._bootstrap, [tp], wait)[tp]
+                opened = self._opener.open(tp[0], tp[1], low, end)
+                store = opened.store
+                state = stage.new_stored_state(partition, store)  # type: ignore[attr-defined]
+
+                def apply(name: str, value: object, state: PartitionState = state) -> None:
+                    try:
+                        state.restore(name, value)
+                    except Exception as exc:
+                        raise BadChangelogRecord(name, exc) from exc
+
+                replayed = replay_changelog(
+                    self._bootstrap, tp, opened.replay_from, end, apply, store, wait
+                )
+            except BadChangelogRecord as bad:
+                if store is not None:
+                    store.close()
+                kind = bad.key.split("|", 1)[0]  # keys hold click ids, never values
+                log.error("cannot restore %s[%d] at a %r key: %r", *key, kind, bad.cause)
+                self._unrestorable(consumer, key, f"{type(bad.cause).__name__} at a {kind!r} key")
+                return
+            except Exception as exc:  # a leader moving, a broker restarting: try again
+                if store is not None:
+                    store.close()
+                log.exception("restoring %s[%d] failed (%d)", stage_name, partition, attempt)
+                if attempt == RESTORE_ATTEMPTS:
+                    self._unrestorable(consumer, key, f"changelog unreadable: {type(exc).__name__}")
+                    return
+                time.sleep(attempt)
+                continue
+            self.states[key] = state
+            self._stores[key] = store
+            self._persisted_at[tp] = time.monotonic()
+            self.restores[key] = (opened.why, replayed)
+            log.info(
+                "restored %s[%d] (%s): %d changelog records from offset %d to %d in %.2f s",
+                stage_name,
+                partition,
+                opened.why,
+                replayed.records,
+                opened.replay_from,
+                end,
+                replayed.seconds,
+            )
+            return
+
+    def _close_stores(self) -> None:
+        for store in self._stores.values():
+            store.close()  # waits for a persist in progress on the committer thread
+        self._stores.clear()
 
     def _unrestorable(self, consumer: Consumer, key: tuple[str, int], why: str) -> None:
         """Pause the partition's inputs: processing it without its state would be wrong."""
@@ -469,8 +594,10 @@ class Worker:
         log.error("%s[%d] paused: its state could not be restored (%s)", stage_name, partition, why)
 
     def _drop(self) -> None:
-        """Forget every partition: states, what was processed, what was not sent."""
+        """Forget every partition: states, what was processed, what was not sent. The
+        stores close with what they had persisted: only committed writes."""
         self.states.clear()
+        self._close_stores()
         self.unrestored.clear()
         self._positions.clear()
         self._changed.clear()

@@ -63,7 +63,7 @@ class MemoryIndex:
         heapq.heappush(self._heap, (order, item))
 
     def pop_before(self, bound: float) -> list[tuple[float, str]]:
-        heap, out = self._heap, []
+        heap, out = self._heap, list[tuple[float, str]]()
         while heap and heap[0][0] < bound:
             entry = heapq.heappop(heap)
             if not out or out[-1] != entry:  # one entry per (order, item), as on disk

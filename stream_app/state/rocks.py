@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from rocksdict import (
@@ -30,8 +30,8 @@ from rocksdict import (
     Cache,
     DBCompressionType,
     Options,
-    ReadOptions,
     Rdict,
+    ReadOptions,
     WriteBatch,
 )
 
@@ -57,7 +57,8 @@ def order_bytes(order: float) -> bytes:
     """
     (bits,) = struct.unpack(">Q", struct.pack(">d", order))
     bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
-    return bits.to_bytes(8, "big")
+    encoded: bytes = bits.to_bytes(8, "big")
+    return encoded
 
 
 def order_of(raw: bytes) -> float:
@@ -105,7 +106,7 @@ class RocksStore:
         self._floors: dict[bytes, bytes] = {}  # where each index's live entries start on disk
 
     # -- raw access (the domain's writes are visible at once) ---------------------------
-    def _get(self, key: bytes) -> bytes | None:
+    def get_raw(self, key: bytes) -> bytes | None:
         value = self._live.get(key, _MISSING)
         if value is _MISSING:
             for _, layer in reversed(self._sealed):
@@ -113,10 +114,10 @@ class RocksStore:
                 if value is not _MISSING:
                     break
             else:
-                return self._db.get(key)  # type: ignore[no-any-return]
+                return self._db.get(key)
         return value  # type: ignore[return-value]
 
-    def _range(self, lo: bytes, hi: bytes, disk_from: bytes | None = None) -> list[bytes]:
+    def keys_between(self, lo: bytes, hi: bytes, disk_from: bytes | None = None) -> list[bytes]:
         """Keys in [lo, hi), sorted: the disk's merged with the unpersisted layers."""
         overlay: Layer = {}
         for layer in [batch for _, batch in self._sealed] + [self._live]:
@@ -125,13 +126,31 @@ class RocksStore:
                     overlay[key] = value
         read = ReadOptions()
         read.set_iterate_upper_bound(hi)
-        keys = set(self._db.keys(from_key=disk_from or lo, read_opt=read))
+        disk = self._db.keys(from_key=disk_from or lo, read_opt=read)
+        keys: set[bytes] = set(cast(Iterable[bytes], disk))
         for key, value in overlay.items():
             if value is None:
                 keys.discard(key)
             else:
                 keys.add(key)
         return sorted(keys)
+
+    def set_raw(self, key: bytes, value: bytes | None) -> None:
+        """Write (``None``: delete) in the in-memory layer, persisted after the commit."""
+        self._live[key] = value
+
+    def pop_index(self, prefix: bytes, bound: bytes) -> list[bytes]:
+        """Remove and return the keys in [prefix, bound), sorted."""
+        # below the last bound popped, the disk holds only deleted entries (tombstones that
+        # a seek from the prefix would walk through); new entries there are still in memory
+        floor = self._floors.get(prefix)
+        keys = self.keys_between(prefix, bound, floor)
+        live = self._live
+        for key in keys:
+            live[key] = None
+        if floor is None or bound > floor:
+            self._floors[prefix] = bound
+        return keys
 
     # -- the domain's interface ----------------------------------------------------------
     def table(self, name: str) -> RocksTable:
@@ -187,55 +206,43 @@ class RocksStore:
 
 
 class RocksTable:
-    __slots__ = ("_store", "_prefix")
+    __slots__ = ("_prefix", "_store")
 
     def __init__(self, store: RocksStore, prefix: bytes) -> None:
         self._store, self._prefix = store, prefix
 
     def get(self, key: str) -> Any | None:
-        raw = self._store._get(self._prefix + key.encode())
+        raw = self._store.get_raw(self._prefix + key.encode())
         return None if raw is None else orjson.loads(raw)
 
     def put(self, key: str, value: Any) -> None:
-        self._store._live[self._prefix + key.encode()] = orjson.dumps(value)
+        self._store.set_raw(self._prefix + key.encode(), orjson.dumps(value))
 
     def delete(self, key: str) -> None:
-        self._store._live[self._prefix + key.encode()] = None
+        self._store.set_raw(self._prefix + key.encode(), None)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._store._get(self._prefix + key.encode()) is not None
+        return isinstance(key, str) and self._store.get_raw(self._prefix + key.encode()) is not None
 
     def __len__(self) -> int:
-        return len(self._store._range(self._prefix, _upper(self._prefix)))
+        return len(self._store.keys_between(self._prefix, _upper(self._prefix)))
 
     def __iter__(self) -> Iterator[str]:
         n = len(self._prefix)
-        keys = self._store._range(self._prefix, _upper(self._prefix))
+        keys = self._store.keys_between(self._prefix, _upper(self._prefix))
         return iter([key[n:].decode() for key in keys])
 
 
 class RocksIndex:
-    __slots__ = ("_store", "_prefix")
+    __slots__ = ("_prefix", "_store")
 
     def __init__(self, store: RocksStore, prefix: bytes) -> None:
         self._store, self._prefix = store, prefix
 
     def add(self, order: float, item: str) -> None:
-        self._store._live[self._prefix + order_bytes(order) + item.encode()] = b""
+        self._store.set_raw(self._prefix + order_bytes(order) + item.encode(), b"")
 
     def pop_before(self, bound: float) -> list[tuple[float, str]]:
-        store, prefix = self._store, self._prefix
-        hi = prefix + order_bytes(bound)
-        # below the last bound popped, the disk holds only deleted entries (tombstones that
-        # a seek from the prefix would walk through); new entries there are still in memory
-        keys = store._range(prefix, hi, store._floors.get(prefix))
-        n = len(prefix)
-        live = store._live
-        out = []
-        for key in keys:
-            live[key] = None
-            out.append((order_of(key[n : n + 8]), key[n + 8 :].decode()))
-        floor = store._floors.get(prefix)
-        if floor is None or hi > floor:
-            store._floors[prefix] = hi
-        return out
+        n = len(self._prefix)
+        keys = self._store.pop_index(self._prefix, self._prefix + order_bytes(bound))
+        return [(order_of(key[n : n + 8]), key[n + 8 :].decode()) for key in keys]
