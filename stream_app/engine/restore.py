@@ -180,6 +180,8 @@ def replay_changelog(
                 position = message.offset() or 0
             for name, value in folded.items():
                 apply(name, value)
+            if folded:  # the deadline bounds a stall, not a long restore
+                deadline = time.monotonic() + wait_seconds
             since_persist += len(folded)
             if position >= 0 and since_persist >= persist_every:
                 store.commit(store.seal(), position + 1)

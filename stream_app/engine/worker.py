@@ -213,6 +213,7 @@ class Worker:
         try:
             await self._run_loop()
             await self._commit()  # a clean stop commits what was processed
+            self._persist_all()  # and leaves its stores current
             clean = True
         finally:
             if not clean:
@@ -401,6 +402,17 @@ class Worker:
             store.commit(token, end)
             self._persisted_at[tp] = now
 
+    def _persist_all(self) -> None:
+        """Persist every store's committed writes now (a clean stop, a revocation): called
+        with no transaction in flight and none failed, so all sealed writes are committed."""
+        if self._failed or self._opener.kind == "memory":
+            return
+        seals = [
+            ((self._state_topic(name), partition), store, store.seal())
+            for (name, partition), store in self._stores.items()
+        ]
+        self._persist(seals, force=True)
+
     def _start_commit(self, force: bool = False) -> None:
         prepared = self._prepare()
         if prepared is not None:
@@ -442,6 +454,7 @@ class Worker:
         try:
             if not self._failed and self._committer is not None:
                 self._commit_now()
+                self._persist_all()  # a partition that comes back replays only what is new
         except BaseException as exc:
             log.warning("commit at revocation failed: %s", exc)
             self._callback_error = exc

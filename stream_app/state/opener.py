@@ -62,6 +62,8 @@ class StoreOpener:
             store = RocksStore(path, topic, options)
             position = store.position()
         except Exception as exc:  # corrupt: unreadable files or checkpoint
+            if "lock" in str(exc).lower():  # open elsewhere: another worker with our id
+                raise
             log.warning("store %s unreadable (%s): rebuilding it", path, exc)
             if "store" in locals():
                 store.close()

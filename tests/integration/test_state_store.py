@@ -1,0 +1,249 @@
+"""The on-disk state store (``state_store=rocksdb``) against the generator's ground truth.
+
+Real worker processes on the session broker. A restart with a current local store must
+replay only the changelog written after the store's checkpoint (the worker logs how many
+records it read, checked against the changelog's size); a deleted or corrupt store must
+fall back to a full restore; ``kill -9`` mid-stream, with the store persisted after every
+commit, must not count anything twice; and a partition whose owner dies must be rebuilt
+by the survivor from the changelog. Every run ends equal to the ground truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from stream_app.generator import generate_to_kafka
+from stream_app.settings import Settings
+from stream_app.topics import create_topics
+
+from .probes import advance_click_time
+from .test_recovery import GRACE, Workers, assert_exactly_once, scenario, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(360)]
+
+RESTORED = re.compile(
+    r"restored attribution\[(\d+)\] \((.*?)\): (\d+) changelog records from offset (\d+) to (\d+)"
+)
+T0 = 1_767_225_600.0
+
+
+class StoreWorkers(Workers):
+    def __init__(self, settings: Settings, log_dir: str, state_dir: Path, interval: str) -> None:
+        super().__init__(settings, log_dir)
+        self.state_dir = state_dir
+        self.interval = interval
+
+    def start(self, worker_id: str) -> subprocess.Popen[bytes]:
+        env = {
+            **worker_env(self.settings, worker_id),
+            "STREAM_APP_STATE_STORE": "rocksdb",
+            "STREAM_APP_STATE_DIR": str(self.state_dir),
+            "STREAM_APP_STATE_CHECKPOINT_INTERVAL_SECONDS": self.interval,
+            "STREAM_APP_STATE_BLOCK_CACHE_BYTES": str(8 << 20),
+        }
+        log = open(os.path.join(self.log_dir, f"{worker_id}.log"), "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "worker", "--log-level", "INFO"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def restores(self, worker_id: str) -> list[tuple[int, str, int, int, int]]:
+        text = (Path(self.log_dir) / f"{worker_id}.log").read_text(errors="replace")
+        return [
+            (int(p), why, int(n), int(start), int(end))
+            for p, why, n, start, end in RESTORED.findall(text)
+        ]
+
+    def store(self, worker_id: str, partition: int) -> Path:
+        topic = self.settings.state_topic("attribution")
+        return self.state_dir / "stores" / worker_id / f"{topic}-{partition}"
+
+
+def make_workers(make_settings, tmp_path: Path, interval: str) -> StoreWorkers:  # type: ignore[no-untyped-def]
+    settings = make_settings(
+        attribution_window_seconds=90.0, conversion_grace_seconds=GRACE, commit_interval_seconds=0.3
+    )
+    return StoreWorkers(settings, str(tmp_path), tmp_path / "state", interval)
+
+
+@pytest.fixture
+def workers(make_settings, tmp_path) -> Iterator[StoreWorkers]:  # type: ignore[no-untyped-def]
+    group = make_workers(make_settings, tmp_path, "1.0")
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+@pytest.fixture
+def eager_workers(make_settings, tmp_path) -> Iterator[StoreWorkers]:  # type: ignore[no-untyped-def]
+    group = make_workers(make_settings, tmp_path, "0")  # persist after every commit
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+def changelog_end(settings: Settings, partition: int) -> int:
+    probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "t"})
+    try:
+        tp = KafkaPartition(settings.state_topic("attribution"), partition)
+        return int(probe.get_watermark_offsets(tp, timeout=10, cached=False)[1])
+    finally:
+        probe.close()
+
+
+async def until_restored(group: StoreWorkers, worker_id: str, count: int) -> None:
+    for _ in range(300):
+        if len(group.restores(worker_id)) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{worker_id} did not restore {count} partitions")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+
+
+async def test_a_restart_with_a_current_store_replays_only_the_tail(
+    workers: StoreWorkers,
+) -> None:
+    settings = workers.settings
+    await create_topics(settings)
+    first = await generate_to_kafka(scenario(21, T0, 120.0), settings)
+    proc = workers.start("w1")
+    await until_restored(workers, "w1", settings.partitions)
+    assert all(why == "no local store" for _, why, *_ in workers.restores("w1"))
+    await asyncio.sleep(8.0)  # the first run processed, persisted after its commits
+    stop(proc)  # a clean stop persists the last commit: the store is current
+    ends = [changelog_end(settings, p) for p in range(settings.partitions)]
+    assert min(ends) > 100
+    proc = workers.start("w1")
+    await until_restored(workers, "w1", 2 * settings.partitions)
+    current = workers.restores("w1")[settings.partitions :]
+    for partition, why, records, start, end in current:
+        assert why.startswith("local store"), why
+        assert records == 0
+        assert start >= ends[partition] - 1
+        assert end >= start
+
+    # kill -9 mid-stream, three times: each restart replays only what came after the
+    # store's last checkpoint (at most ~1 s of commits), never the whole changelog
+    second_run = asyncio.create_task(
+        generate_to_kafka(scenario(22, T0 + 120.0, 120.0), settings, rate=4000.0)
+    )
+    for pause in (3.0, 2.5, 4.0):
+        await asyncio.sleep(pause)
+        assert proc.poll() is None, "worker died on its own"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        seen = len(workers.restores("w1"))
+        proc = workers.start("w1")
+        await until_restored(workers, "w1", seen + settings.partitions)
+        for partition, why, records, start, end in workers.restores("w1")[seen:]:
+            assert why.startswith("local store"), why
+            assert records <= end - start < end, (partition, records, start, end)
+    second = await second_run
+    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
+    await assert_exactly_once(settings, first, second)
+    assert proc.poll() is None
+
+
+async def test_a_deleted_or_corrupt_store_falls_back_to_a_full_restore(
+    workers: StoreWorkers,
+) -> None:
+    settings = workers.settings
+    await create_topics(settings)
+    first = await generate_to_kafka(scenario(23, T0, 120.0), settings)
+    proc = workers.start("w1")
+    await asyncio.sleep(10.0)
+    stop(proc)
+    shutil.rmtree(workers.store("w1", 0))  # lost: a new disk
+    for f in workers.store("w1", 1).iterdir():  # corrupt: its manifest garbage
+        if f.name.startswith(("CURRENT", "MANIFEST")):
+            f.write_bytes(b"\x00not a manifest")
+    seen = len(workers.restores("w1"))
+    proc = workers.start("w1")
+    await until_restored(workers, "w1", seen + settings.partitions)
+    again = {
+        p: (why, records, start, end)
+        for p, why, records, start, end in workers.restores("w1")[seen:]
+    }
+    assert again[0][0] == "no local store"
+    assert again[1][0].startswith("unreadable")
+    for why, records, start, _end in again.values():
+        assert start == 0, why  # the whole changelog, read again
+        assert records > 100, why
+    second = await generate_to_kafka(scenario(24, T0 + 120.0, 120.0), settings, rate=4000.0)
+    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
+    await assert_exactly_once(settings, first, second)
+    assert proc.poll() is None
+
+
+async def test_kill_9_with_a_store_persisted_after_every_commit_counts_everything_once(
+    eager_workers: StoreWorkers,
+) -> None:
+    """Persisting right after each commit maximises the chance that a SIGKILL lands between
+    a commit and its persist, in a persist, or with the next transaction open: the store
+    must never hold an uncommitted write, so the restarts count nothing twice."""
+    workers = eager_workers
+    settings = workers.settings
+    await create_topics(settings)
+    first = await generate_to_kafka(scenario(25, T0, 120.0), settings)
+    proc = workers.start("w1")
+    second_run = asyncio.create_task(
+        generate_to_kafka(scenario(26, T0 + 120.0, 120.0), settings, rate=4000.0)
+    )
+    for pause in (2.0, 1.3, 2.7, 0.9, 3.1):
+        await asyncio.sleep(pause)
+        assert proc.poll() is None, "worker died on its own"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc = workers.start("w1")
+    second = await second_run
+    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
+    await assert_exactly_once(settings, first, second)
+    local = [r for r in workers.restores("w1") if r[1].startswith("local store")]
+    assert local, "no restart reused its store"
+    assert proc.poll() is None
+
+
+async def test_a_partition_moves_to_the_survivor_and_is_rebuilt_from_the_changelog(
+    workers: StoreWorkers,
+) -> None:
+    """Failover: the survivor has no store for the dead worker's partitions (stores are
+    per worker), so it restores them in full from the changelog; nothing lost or doubled."""
+    settings = workers.settings
+    await create_topics(settings)
+    first = await generate_to_kafka(scenario(27, T0, 120.0), settings)
+    survivor = workers.start("w1")
+    victim = workers.start("w2")
+    await asyncio.sleep(6.0)
+    second_run = asyncio.create_task(
+        generate_to_kafka(scenario(28, T0 + 120.0, 120.0), settings, rate=3000.0)
+    )
+    await asyncio.sleep(2.0)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    second = await second_run
+    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
+    await assert_exactly_once(settings, first, second)
+    assert survivor.poll() is None
+    assert any(start == 0 and records > 0 for _, _, records, start, _ in workers.restores("w1"))
