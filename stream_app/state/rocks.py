@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import orjson
 from rocksdict import (
+    BlockBasedIndexType,
     BlockBasedOptions,
     Cache,
     DBCompressionType,
@@ -83,9 +84,14 @@ def rocks_options(config: RocksConfig, cache: Cache) -> Options:
     options.set_compression_type(DBCompressionType.lz4())
     table = BlockBasedOptions()
     table.set_block_cache(cache)
-    table.set_cache_index_and_filter_blocks(True)  # counted in the cache, not beside it
-    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     table.set_bloom_filter(10, False)
+    # index and filter blocks in the cache (counted, bounded), partitioned: a whole-file
+    # filter held there cost ~280 µs per lookup here once a compaction had run
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_index_type(BlockBasedIndexType.two_level_index_search())
+    table.set_partition_filters(True)
+    table.set_metadata_block_size(4096)
+    table.set_pin_top_level_index_and_filter(True)
     options.set_block_based_table_factory(table)
     return options
 
