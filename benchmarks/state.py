@@ -85,6 +85,16 @@ def click(i: int) -> Click:
     )
 
 
+def rocks_usage(store: DurableStore) -> tuple[float, float]:
+    """Block cache and memtable bytes (MB) of a RocksDB store; zeros for another."""
+    db = getattr(store, "_db", None)
+    if db is None:
+        return 0.0, 0.0
+    cache = int(db.property_int_value("rocksdb.block-cache-usage") or 0)
+    memtables = int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
+    return cache / 2**20, memtables / 2**20
+
+
 def curve(args: argparse.Namespace) -> None:
     settings = Settings()
     config = AttributionConfig(
@@ -115,7 +125,7 @@ def curve(args: argparse.Namespace) -> None:
             f"write_buffer={settings.state_write_buffer_bytes >> 20} MiB x "
             f"{settings.state_max_write_buffers}; start RSS {rss_mb():.0f} MB"
         )
-        print("clicks     open      RSS MB   disk MB   s")
+        print("clicks     open      RSS MB   disk MB   cache MB  memtables MB   s")
         offset, started, changelog_bytes = 0, time.perf_counter(), 0
         gc.freeze()
         for i in range(args.clicks):
@@ -140,9 +150,11 @@ def curve(args: argparse.Namespace) -> None:
             if (i + 1) % args.step == 0:
                 gc.collect()
                 disk = du_mb(root) if args.store == "rocksdb" else 0.0
+                cache, memtables = rocks_usage(store)
                 print(
                     f"{i + 1:>9,} {len(state.open) if args.count_open else -1:>9} "
-                    f"{rss_mb():>8.0f} {disk:>9.0f} {time.perf_counter() - started:>6.0f}",
+                    f"{rss_mb():>8.0f} {disk:>9.0f} {cache:>9.0f} {memtables:>13.0f} "
+                    f"{time.perf_counter() - started:>6.0f}",
                     flush=True,
                 )
         print(f"changelog written: {changelog_bytes / 2**20:.0f} MB in {offset:,} records")
