@@ -16,7 +16,8 @@ of the store's directory. Reported every ``--step`` clicks.
 
 ``restart`` starts a private broker (free ports, a temporary directory), produces
 ``--clicks`` clicks (same shape) to ``clicks``, runs ``stream-app worker`` with
-``state_store=rocksdb`` and models off until every click is committed, stops it (SIGTERM),
+``state_store=rocksdb`` (models off; ``--models``: on, so every click is scored and stays
+open for the 7-day label window) until every click is committed, stops it (SIGTERM),
 then times three restarts from process start to ``/healthz`` 200 (partitions assigned and
 restored): with the current local store, after a ``kill -9`` (store up to 1 s behind), and
 with the store deleted (a full restore from the changelog). Prints the worker's own
@@ -215,7 +216,7 @@ def restart(args: argparse.Namespace) -> None:
         "STREAM_APP_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
         "STREAM_APP_STATE_STORE": "rocksdb",
         "STREAM_APP_STATE_DIR": str(work / "state"),
-        "STREAM_APP_MODELS_ENABLED": "false",
+        "STREAM_APP_MODELS_ENABLED": "true" if args.models else "false",
         "STREAM_APP_METRICS_PORT": str(metrics_port),
         "STREAM_APP_PARTITIONS": str(args.partitions),
     }
@@ -333,6 +334,9 @@ def main() -> None:
     r.add_argument("--clicks", type=int, default=3_000_000)
     r.add_argument("--partitions", type=int, default=4)
     r.add_argument("--keep", action="store_true")
+    r.add_argument(
+        "--models", action="store_true", help="models on: every click is scored and stays open"
+    )
     args = parser.parse_args()
     curve(args) if args.command == "curve" else restart(args)
 
