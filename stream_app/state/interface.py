@@ -18,6 +18,7 @@ is an offset from which replaying the changelog brings it up to date.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 
@@ -37,6 +38,8 @@ class Table(Protocol):
         ...
 
     def __iter__(self) -> Iterator[str]: ...
+
+    def keys(self) -> AbstractSet[str]: ...
 
 
 class OrderedIndex(Protocol):

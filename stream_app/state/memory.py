@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 
@@ -32,6 +33,9 @@ class MemoryTable:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
+
+    def keys(self) -> AbstractSet[str]:
+        return self._data.keys()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, MemoryTable):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -237,6 +238,9 @@ class RocksTable:
         n = len(self._prefix)
         keys = self._store.keys_between(self._prefix, _upper(self._prefix))
         return iter([key[n:].decode() for key in keys])
+
+    def keys(self) -> AbstractSet[str]:
+        return set(self)
 
 
 class RocksIndex:
