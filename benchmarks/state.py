@@ -17,11 +17,11 @@ of the store's directory. Reported every ``--step`` clicks.
 ``restart`` starts a private broker (free ports, a temporary directory), produces
 ``--clicks`` clicks (same shape) to ``clicks``, runs ``stream-app worker`` with
 ``state_store=rocksdb`` (models off; ``--models``: on, so every click is scored and stays
-open for the 7-day label window) until every click is committed, stops it (SIGTERM),
-then times three restarts from process start to ``/healthz`` 200 (partitions assigned and
-restored): with the current local store, after a ``kill -9`` (store up to 1 s behind), and
-with the store deleted (a full restore from the changelog). Prints the worker's own
-"restored …" lines (records read per partition).
+open for the 7-day label window) until every click is committed, reports the worker's
+RSS, stops it (SIGTERM), then times three restarts from process start to ``/healthz`` 200
+(partitions assigned and restored): with the current local store, after a ``kill -9``
+(store up to 1 s behind), and with the store deleted (a full restore from the changelog).
+Prints the worker's own "restored …" lines (records read per partition).
 """
 
 from __future__ import annotations
@@ -267,6 +267,13 @@ def restart(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         wait_until_consumed(info.bootstrap, settings, args.clicks)
         print(f"processed {args.clicks:,} clicks in {time.perf_counter() - t:.0f} s")
+        status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+        rss = next(int(ln.split()[1]) for ln in status if ln.startswith("VmRSS:")) / 1024
+        print(f"worker RSS after {args.clicks:,} clicks: {rss:.0f} MB")
+        if args.no_restarts:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+            return
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
         store_dir = work / "state" / "stores"
@@ -334,6 +341,7 @@ def main() -> None:
     r.add_argument("--clicks", type=int, default=3_000_000)
     r.add_argument("--partitions", type=int, default=4)
     r.add_argument("--keep", action="store_true")
+    r.add_argument("--no-restarts", action="store_true", help="stop after the worker RSS")
     r.add_argument(
         "--models", action="store_true", help="models on: every click is scored and stays open"
     )
