@@ -69,6 +69,9 @@ def du_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
+TS_STEP = [0.1]  # event seconds between clicks (restart --ts-step)
+
+
 def click(i: int) -> Click:
     campaign = f"cmp-{i % 40:03d}"
     return Click(
@@ -78,7 +81,7 @@ def click(i: int) -> Click:
         campaign,
         CHANNELS[i % 3],
         f"user-{i % 100_000}",
-        T0 + i * 0.1,
+        T0 + i * TS_STEP[0],
         DEVICES[i % 3],
         GEOS[i % 4],
         "top" if i % 2 else "side",
@@ -343,9 +346,17 @@ def main() -> None:
     r.add_argument("--keep", action="store_true")
     r.add_argument("--no-restarts", action="store_true", help="stop after the worker RSS")
     r.add_argument(
+        "--ts-step",
+        type=float,
+        default=0.1,
+        help="event seconds between clicks (0.1: 3M clicks span 3.5 days of windows)",
+    )
+    r.add_argument(
         "--models", action="store_true", help="models on: every click is scored and stays open"
     )
     args = parser.parse_args()
+    if args.command == "restart":
+        TS_STEP[0] = args.ts_step
     curve(args) if args.command == "curve" else restart(args)
 
 
