@@ -87,30 +87,6 @@ class Label(NamedTuple):
     revenue: float | None
 
 
-@dataclass(slots=True)
-class _Open:
-    campaign_id: str
-    ts: float
-    scored: Scored
-    revenue: float | None = None  # its first attributed conversion, awaiting the label
-
-    def entry(self) -> OpenEntry:
-        s = self.scored
-        return [
-            self.campaign_id,
-            self.ts,
-            s.features,
-            s.p_conversion,
-            s.expected_value,
-            self.revenue,
-        ]
-
-    @staticmethod
-    def of(entry: OpenEntry) -> _Open:
-        campaign_id, ts, features, p, expected, revenue = entry
-        return _Open(campaign_id, ts, Scored(features, p, expected), revenue)
-
-
 class Attribution:
     """Joins conversions to clicks and sums both per campaign window for the next stage.
 
@@ -151,6 +127,8 @@ class Attribution:
         self.clicks = store.table("click")  # click_id -> [campaign_id, ts]
         self._click_log: BucketedLog[ClickEntry] = BucketedLog("click", store)
         self._clicks_by_bucket = store.index("click|bucket")
+        self._put_click = self.clicks.put  # bound once: the per-click path
+        self._index_click_bucket = self._clicks_by_bucket.add
         self.pending = store.table("pending")  # click_id -> [PendingConversion]
         self._pending_by_ts = store.index("pending|ts")
         self._pending_dirty: set[str] = set()
@@ -253,8 +231,8 @@ class Attribution:
             totals.p_conversion_sum += p_i
             if converted and click.click_id in converted:
                 revenue, on_time = converted.pop(click.click_id)
-                opened = _Open.of(self.open.get(click.click_id) or [])
-                self._converts(click.click_id, opened, revenue, on_time)
+                entry = self.open.get(click.click_id) or [None] * 6  # scored: open
+                self._converts(click.click_id, entry, revenue, on_time)
                 values.clear()
 
     def _attribute(
@@ -281,27 +259,27 @@ class Attribution:
                 self._unscored_converted[click_id] = (revenue, on_time)
             return Outcome.ATTRIBUTED
         entry = self.open.get(click_id)
-        opened = None if entry is None else _Open.of(entry)
-        if opened is not None and opened.revenue is None:
+        if entry is not None and entry[5] is None:
             on_time = self._delta(campaign_id, click_ts, "conversion", ts) if late else totals
-            self._converts(click_id, opened, revenue, on_time)
+            self._converts(click_id, entry, revenue, on_time)
         return Outcome.ATTRIBUTED
 
-    def _converts(self, click_id: str, opened: _Open, revenue: float, on_time: Totals) -> None:
+    def _converts(self, click_id: str, entry: OpenEntry, revenue: float, on_time: Totals) -> None:
         """An open click's first attributed conversion (``on_time``: its delta, not late)."""
         # no longer open, late or not: the window's nowcast must stop expecting it
-        on_time.open_expected_revenue -= opened.scored.expected_value
-        opened.revenue = revenue
-        self.open.put(click_id, opened.entry())
+        on_time.open_expected_revenue -= entry[4]
+        entry[5] = revenue
+        self.open.put(click_id, entry)
         if self.model is not None:
-            self.model.learn_value(opened.scored.features, revenue)
+            self.model.learn_value(entry[2], revenue)
             self._model_changed = True
-        self._converted_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), (click_id, revenue))
+        self._converted_log.append(int(entry[1] // CLICK_BUCKET_SECONDS), (click_id, revenue))
 
-    def _label(self, click_id: str, opened: _Open) -> None:
-        converted = opened.revenue is not None
-        self._labels.append(Label(click_id, opened.scored, converted, opened.revenue))
-        self._labelled_log.append(int(opened.ts // CLICK_BUCKET_SECONDS), click_id)
+    def _label(self, click_id: str, entry: OpenEntry) -> None:
+        revenue = entry[5]
+        scored = Scored(entry[2], entry[3], entry[4])
+        self._labels.append(Label(click_id, scored, revenue is not None, revenue))
+        self._labelled_log.append(int(entry[1] // CLICK_BUCKET_SECONDS), click_id)
 
     def _unattributed_conversion(
         self, event_id: str, click_id: str, revenue: float, ts: float, reason: Any
@@ -320,7 +298,8 @@ class Attribution:
     def _index_click(self, click_id: str, campaign_id: str, ts: float) -> int:
         """Index a new click (duplicates, attribution, expiry); its hour bucket."""
         bucket = int(ts // CLICK_BUCKET_SECONDS)
-        self._remember_click(click_id, campaign_id, ts, bucket)
+        self._put_click(click_id, [campaign_id, ts])  # _remember_click, inlined: per click
+        self._index_click_bucket(bucket, click_id)
         return bucket
 
     def _log_click(
@@ -330,7 +309,10 @@ class Attribution:
         if scored is None:
             self._click_log.append(bucket, (click_id, campaign_id, ts))
             return
-        self._open(click_id, _Open(campaign_id, ts, scored))
+        self._open(
+            click_id,
+            [campaign_id, ts, scored.features, scored.p_conversion, scored.expected_value, None],
+        )
         self._click_log.append(
             bucket,
             (
@@ -347,9 +329,9 @@ class Attribution:
         self.clicks.put(click_id, [campaign_id, ts])
         self._clicks_by_bucket.add(bucket, click_id)
 
-    def _open(self, click_id: str, opened: _Open) -> None:
-        self.open.put(click_id, opened.entry())
-        self._open_by_ts.add(opened.ts, click_id)
+    def _open(self, click_id: str, entry: OpenEntry) -> None:
+        self.open.put(click_id, entry)
+        self._open_by_ts.add(entry[1], click_id)
 
     def _late(self, click_ts: float, after_end: float, watermark: float) -> bool:
         """Whether an event for the window of ``click_ts``, accepted until ``after_end`` plus
@@ -455,13 +437,12 @@ class Attribution:
             entry = self.open.get(click_id)
             if entry is None or entry[1] != ts:
                 continue  # labelled already (a duplicate entry)
-            opened = _Open.of(entry)
             self.open.delete(click_id)
-            if opened.revenue is None:
+            if entry[5] is None:
                 wm = self.conversion_watermark
-                totals = self._delta(opened.campaign_id, ts, "conversion", wm)
-                totals.open_expected_revenue -= opened.scored.expected_value
-            self._label(click_id, opened)
+                totals = self._delta(entry[0], ts, "conversion", wm)
+                totals.open_expected_revenue -= entry[4]
+            self._label(click_id, entry)
 
     def _expire_clicks(self) -> list[Change]:
         """Forget clicks no conversion can be attributed to any more."""
@@ -536,9 +517,8 @@ class Attribution:
                 click_id, campaign_id, ts = item[:3]
                 self._remember_click(click_id, campaign_id, ts, bucket)
                 if len(item) == 6 and click_id not in self._labelled_early:
-                    scored = Scored(item[3], item[4], item[5])
                     revenue = self._converted_early.get(click_id)
-                    self._open(click_id, _Open(campaign_id, ts, scored, revenue))
+                    self._open(click_id, [campaign_id, ts, item[3], item[4], item[5], revenue])
         elif self._converted_log.owns(key):
             bucket, converted = self._converted_log.restore(key, value)
             for click_id, revenue in converted:  # before or after its click's entry

@@ -29,6 +29,8 @@ class Deduplicator:
         self.horizon_seconds = horizon_seconds
         self._ids = store.table(name)
         self._by_bucket = store.index(f"{name}|bucket")
+        self._put = self._ids.put  # bound once: the per-event path
+        self._index = self._by_bucket.add
         self._log: BucketedLog[str] = BucketedLog(name, store)
 
     def __len__(self) -> int:
@@ -37,8 +39,10 @@ class Deduplicator:
     def first_time(self, event_id: str, ts: float) -> bool:
         if event_id in self._ids:
             return False
-        self._add(event_id, int(ts // BUCKET_SECONDS))
-        self._log.append(int(ts // BUCKET_SECONDS), event_id)
+        bucket = int(ts // BUCKET_SECONDS)
+        self._put(event_id, bucket)  # _add, inlined: once per event
+        self._index(bucket, event_id)
+        self._log.append(bucket, event_id)
         return True
 
     def _add(self, event_id: str, bucket: int) -> None:
