@@ -268,7 +268,7 @@ def restart(args: argparse.Namespace) -> None:
         proc, started = launch()
         print(f"first start (empty changelog): ready in {ready_after(proc, started):.1f} s")
         t = time.perf_counter()
-        wait_until_consumed(info.bootstrap, settings, args.clicks)
+        wait_until_consumed(info.bootstrap, settings, args.clicks, proc.pid)
         print(f"processed {args.clicks:,} clicks in {time.perf_counter() - t:.0f} s")
         status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
         rss = next(int(ln.split()[1]) for ln in status if ln.startswith("VmRSS:")) / 1024
@@ -309,7 +309,18 @@ def restart(args: argparse.Namespace) -> None:
             print("kept", work)
 
 
-def wait_until_consumed(bootstrap: str, settings: Settings, n: int) -> None:
+def worker_memory(pid: int) -> str:
+    """VmRSS, and its anonymous (heap) and file-backed parts, in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) / 1024
+    return ", ".join(f"{k} {v:.0f} MB" for k, v in fields.items())
+
+
+def wait_until_consumed(bootstrap: str, settings: Settings, n: int, pid: int | None = None) -> None:
+    """Until ``n`` clicks are committed; with ``pid``, the worker's memory per 500k."""
     from confluent_kafka import Consumer
     from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -321,9 +332,13 @@ def wait_until_consumed(bootstrap: str, settings: Settings, n: int) -> None:
         }
     )
     tps = [KafkaPartition(settings.topics.clicks, p) for p in range(settings.partitions)]
+    reported = 0
     try:
         while True:
             done = sum(max(0, tp.offset) for tp in probe.committed(tps, timeout=10))
+            if pid is not None and done // 500_000 > reported // 500_000:
+                print(f"  {done:>9,} committed: {worker_memory(pid)}", flush=True)
+                reported = done
             if done >= n:
                 return
             time.sleep(1.0)

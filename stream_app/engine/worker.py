@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import orjson
+import msgspec
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -60,6 +60,8 @@ from .restore import Replayed, changelog_bounds, read_changelog, replay_changelo
 from .stage import Outbox, PartitionState, Record, Stage
 from .transaction import Partition, Transaction, TransactionAborted, TransactionalProducer
 
+# orjson's bytes keep a 4 KiB allocation however short (stream_app/state/rocks.py)
+_encode = msgspec.json.Encoder().encode
 log = logging.getLogger(__name__)
 
 RESTORE_ATTEMPTS = 3
@@ -349,7 +351,7 @@ class Worker:
         for (stage_name, partition), state in self.states.items():  # 2
             topic = self._state_topic(stage_name)
             changelog.extend(
-                (topic, name.encode(), None if value is None else orjson.dumps(value), partition)
+                (topic, name.encode(), None if value is None else _encode(value), partition)
                 for name, value in state.changes()
             )
             store = self._stores.get((stage_name, partition))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 import orjson
 from rocksdict import (
     BlockBasedIndexType,
@@ -38,6 +39,10 @@ from rocksdict import (
 )
 
 CHECKPOINT_KEY = b"\x00checkpoint"
+# msgspec, not orjson, for values held until their transaction persists: orjson 3.13's
+# bytes keep a 4 KiB allocation however short the JSON (measured: 4,097 B per 25-byte
+# value, against 94), which made a backlog's unpersisted writes cost GBs
+_encode = msgspec.json.Encoder().encode
 _MISSING = object()
 Layer = dict[bytes, bytes | None]
 
@@ -188,7 +193,7 @@ class RocksStore:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
-            batch.put(CHECKPOINT_KEY, orjson.dumps([self.topic, offset]))
+            batch.put(CHECKPOINT_KEY, _encode([self.topic, offset]))
             self._db.write(batch)
             self._sealed = [(t, layer) for t, layer in self._sealed if t > token]
 
@@ -223,7 +228,7 @@ class RocksTable:
         return None if raw is None else orjson.loads(raw)
 
     def put(self, key: str, value: Any) -> None:
-        self._store.set_raw(self._prefix + key.encode(), orjson.dumps(value))
+        self._store.set_raw(self._prefix + key.encode(), _encode(value))
 
     def delete(self, key: str) -> None:
         self._store.set_raw(self._prefix + key.encode(), None)
