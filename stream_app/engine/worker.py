@@ -23,8 +23,7 @@ worker (:mod:`.poison`), never a crash loop.
 Rebalances (``range`` assignor, eager): on revocation the worker commits what it processed
 and drops every state; on loss (the group dropped the member: a frozen worker) it drops
 everything without committing; on assignment it restores every partition from its
-changelog, inside the callback, while librdkafka keeps the member's heartbeats going. A
-partition whose state cannot be restored is paused, never silently skipped: the worker
+changelog. A partition whose state cannot be restored is paused, never silently skipped: the worker
 reports it in :meth:`Worker.health` (``/healthz``) and ``unrestored`` (a metric and an
 alert), logs why, and tries again at the next rebalance.
 
@@ -34,6 +33,13 @@ with each transaction (step 2) and persisted with the changelog offset they reac
 after the transaction committed (step 6, on the committer thread, at most every
 ``checkpoint_interval_seconds``); so after any crash the local store is at a committed
 changelog offset or behind it, and assignment replays only the changelog after it.
+
+Those restores run outside the assignment callback, one partition after another on a
+restore thread, with the partition's inputs paused; the loop keeps polling (so a long
+restore never reaches ``max.poll.interval.ms``) and processing the partitions it already
+holds, and resumes each input once its state is in place. A rebalance meanwhile cancels
+the restore, whose store keeps the checkpoint it had reached. Plain changelog states
+(aggregation: small) restore inside the callback.
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -84,6 +92,26 @@ class BadChangelogRecord(Exception):
         self.key, self.cause = key, cause
 
 
+class RestoreCancelled(Exception):
+    """A rebalance took the partition away while its state was being restored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A store-backed partition state, rebuilt on the restore thread, to be installed."""
+
+    state: PartitionState
+    store: DurableStore
+    why: str
+    replayed: Replayed
+    start: int
+    end: int
+
+
+class Unrestorable(Exception):
+    """Why a partition's state cannot be restored (the partition stays paused)."""
+
+
 class Worker:
     """Runs a set of stages over one consumer group with exactly-once commits."""
 
@@ -105,6 +133,7 @@ class Worker:
         inflight_path: Path | None = None,
         stores: StoreOpener | None = None,
         checkpoint_interval_seconds: float = 1.0,
+        max_poll_interval_seconds: float = 300.0,
     ) -> None:
         self.stages = list(stages)
         self._stage_of = {topic: stage for stage in self.stages for topic in stage.topics}
@@ -122,6 +151,10 @@ class Worker:
         self._guard = PoisonGuard(inflight_path) if inflight_path is not None else None
         self._opener = stores if stores is not None else StoreOpener("memory", Path("."))
         self._checkpoint_interval = checkpoint_interval_seconds
+        self._max_poll_interval_ms = int(max_poll_interval_seconds * 1000)
+        self._restorer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._restoring: dict[tuple[str, int], concurrent.futures.Future[Restored]] = {}
+        self._cancel_restores = threading.Event()  # replaced at each drop
         self._stores: dict[tuple[str, int], DurableStore] = {}
         self._persisted_at: dict[Partition, float] = {}
         self._probe: Consumer | None = None  # high watermarks after a commit (committer)
@@ -179,6 +212,7 @@ class Worker:
         self._failed, self._callback_error, self._closing = False, None, False
         self._drop()
         self._committer = concurrent.futures.ThreadPoolExecutor(1, "committer")
+        self._restorer = concurrent.futures.ThreadPoolExecutor(1, "restore")
         self._txns = TransactionalProducer(
             self._bootstrap,
             self._transactional_id,
@@ -198,7 +232,7 @@ class Worker:
                     "partition.assignment.strategy": "range",
                     "session.timeout.ms": self._session_timeout_ms,
                     "heartbeat.interval.ms": max(500, self._session_timeout_ms // 4),
-                    "max.poll.interval.ms": 300_000,
+                    "max.poll.interval.ms": self._max_poll_interval_ms,
                     "max.partition.fetch.bytes": 4 * 1024 * 1024,
                     "fetch.max.bytes": 32 * 1024 * 1024,
                     "queued.max.messages.kbytes": 64 * 1024,
@@ -224,6 +258,7 @@ class Worker:
             self._closing = True  # the revocation at close keeps the states (for inspection)
             await asyncio.to_thread(self.consumer.close)
             self._committer.shutdown(wait=True)
+            self._restorer.shutdown(wait=True)  # cancelled by the revocation at close
             await asyncio.to_thread(self._txns.close, clean=clean)
             if self._probe is not None:
                 self._probe.close()
@@ -241,6 +276,8 @@ class Worker:
                 f"{stage}[{partition}] not restored ({why})"
                 for (stage, partition), why in sorted(self.unrestored.items())
             )
+        if self._restoring:
+            return "restoring " + ", ".join(f"{s}[{p}]" for s, p in sorted(self._restoring))
         if not self.ready.is_set():
             return "partitions not assigned and restored yet"
         return None
@@ -274,6 +311,8 @@ class Worker:
             messages = await asyncio.to_thread(consume, self._max_poll_records, 0.1)
             if self._callback_error is not None:
                 raise self._callback_error
+            if self._restoring:
+                await self._install_restored()
             for tp, records in _by_partition(messages).items():
                 await self._process(tp, records)
             in_flight = self._in_flight is not None and not self._in_flight.done()
@@ -494,8 +533,13 @@ class Worker:
             else:
                 changelogs[(self._state_topic(name), partition)] = (name, partition)
         wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
+        cancel = self._cancel_restores
         for tp, key in stored.items():
-            self._restore_stored(consumer, tp, key, wait)
+            consumer.pause([KafkaPartition(t, key[1]) for t in self._stage_by_name(key[0]).topics])
+            assert self._restorer is not None
+            self._restoring[key] = self._restorer.submit(
+                self._restore_stored, tp, key, wait, cancel
+            )
         restored: dict[Partition, dict[str, object]] = {}
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             try:
@@ -532,29 +576,37 @@ class Worker:
                 offset = consumer.get_watermark_offsets(kp, timeout=10, cached=False)[0]
             self._positions[(kp.topic, kp.partition)] = offset
         log.info(
-            "assigned %d partitions; restored %d states",
+            "assigned %d partitions; restored %d states, restoring %d",
             len(assigned),
-            len(restored) + len(stored),
+            len(restored),
+            len(stored),
         )
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.ready.set)
+        if not self._restoring:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.ready.set)
 
     def _restore_stored(
-        self, consumer: Consumer, tp: Partition, key: tuple[str, int], wait: float
-    ) -> None:
-        """Open the partition's store and replay the changelog after its checkpoint (all of
-        it when the store is new, stale or unreadable: :mod:`stream_app.state.opener`)."""
+        self, tp: Partition, key: tuple[str, int], wait: float, cancel: threading.Event
+    ) -> Restored:
+        """On the restore thread: open the partition's store and replay the changelog after
+        its checkpoint (all of it when the store is new, stale or unreadable:
+        :mod:`stream_app.state.opener`). Raises :class:`Unrestorable` with the reason, or
+        :class:`RestoreCancelled` when a rebalance took the partition meanwhile."""
         stage_name, partition = key
         stage = self._stage_by_name(stage_name)
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             store: DurableStore | None = None
             try:
                 low, end = changelog_bounds(self._bootstrap, [tp], wait)[tp]
+                if cancel.is_set():
+                    raise RestoreCancelled
                 opened = self._opener.open(tp[0], tp[1], low, end)
                 store = opened.store
                 state = stage.new_stored_state(partition, store)  # type: ignore[attr-defined]
 
                 def apply(name: str, value: object, state: PartitionState = state) -> None:
+                    if cancel.is_set():
+                        raise RestoreCancelled
                     try:
                         state.restore(name, value)
                     except Exception as exc:
@@ -563,26 +615,26 @@ class Worker:
                 replayed = replay_changelog(
                     self._bootstrap, tp, opened.replay_from, end, apply, store, wait
                 )
+                if cancel.is_set():
+                    raise RestoreCancelled
+            except RestoreCancelled:
+                if store is not None:
+                    store.close()  # at the checkpoint it reached: the next restore resumes
+                raise
             except BadChangelogRecord as bad:
                 if store is not None:
                     store.close()
                 kind = bad.key.split("|", 1)[0]  # keys hold click ids, never values
                 log.error("cannot restore %s[%d] at a %r key: %r", *key, kind, bad.cause)
-                self._unrestorable(consumer, key, f"{type(bad.cause).__name__} at a {kind!r} key")
-                return
+                raise Unrestorable(f"{type(bad.cause).__name__} at a {kind!r} key") from bad
             except Exception as exc:  # a leader moving, a broker restarting: try again
                 if store is not None:
                     store.close()
                 log.exception("restoring %s[%d] failed (%d)", stage_name, partition, attempt)
                 if attempt == RESTORE_ATTEMPTS:
-                    self._unrestorable(consumer, key, f"changelog unreadable: {type(exc).__name__}")
-                    return
+                    raise Unrestorable(f"changelog unreadable: {type(exc).__name__}") from exc
                 time.sleep(attempt)
                 continue
-            self.states[key] = state
-            self._stores[key] = store
-            self._persisted_at[tp] = time.monotonic()
-            self.restores[key] = (opened.why, replayed)
             log.info(
                 "restored %s[%d] (%s): %d changelog records from offset %d to %d in %.2f s",
                 stage_name,
@@ -593,7 +645,38 @@ class Worker:
                 end,
                 replayed.seconds,
             )
-            return
+            return Restored(state, store, opened.why, replayed, opened.replay_from, end)
+        raise AssertionError("unreachable")
+
+    async def _install_restored(self) -> None:
+        """On the loop: put each finished restore in place, learn where its inputs stand
+        (their committed offsets) and resume them; ``ready`` once none is left."""
+        consumer = self.consumer
+        assert consumer is not None
+        for key in [k for k, future in self._restoring.items() if future.done()]:
+            future = self._restoring.pop(key)
+            try:
+                restored = future.result()
+            except Unrestorable as exc:
+                self._unrestorable(consumer, key, str(exc))
+                continue
+            stage_name, partition = key
+            inputs = [KafkaPartition(t, partition) for t in self._stage_by_name(stage_name).topics]
+            # no rebalance can run meanwhile: callbacks run only inside ``consume``
+            committed = await asyncio.to_thread(consumer.committed, inputs, 30)
+            for kp in committed:
+                offset = kp.offset
+                if offset < 0:  # nothing committed yet: reading starts at the log start
+                    low = await asyncio.to_thread(consumer.get_watermark_offsets, kp, 10, False)
+                    offset = low[0]
+                self._positions[(kp.topic, kp.partition)] = offset
+            self.states[key] = restored.state
+            self._stores[key] = restored.store
+            self._persisted_at[(self._state_topic(stage_name), partition)] = time.monotonic()
+            self.restores[key] = (restored.why, restored.replayed)
+            consumer.resume(inputs)
+        if not self._restoring:
+            self.ready.set()
 
     def _close_stores(self) -> None:
         for store in self._stores.values():
@@ -612,6 +695,11 @@ class Worker:
         """Forget every partition: states, what was processed, what was not sent. The
         stores close with what they had persisted: only committed writes."""
         self.states.clear()
+        self._cancel_restores.set()  # a restore still running stops at its next record
+        self._cancel_restores = threading.Event()
+        for future in self._restoring.values():  # one that finished is never installed
+            future.add_done_callback(_close_unused)
+        self._restoring.clear()
         self._close_stores()
         self.unrestored.clear()
         self._positions.clear()
@@ -624,6 +712,12 @@ class Worker:
 
     def _stage_by_name(self, name: str) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)
+
+
+def _close_unused(future: concurrent.futures.Future[Restored]) -> None:
+    """Close the store of a restore that finished after its partition was taken away."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().store.close()
 
 
 def _by_partition(messages: list[Message]) -> dict[Partition, list[Record]]:
