@@ -74,6 +74,7 @@ def _worker(
         max_poll_records=max_poll_records,
         transaction_timeout_seconds=settings.transaction_timeout_seconds,
         session_timeout_seconds=settings.session_timeout_seconds,
+        max_poll_interval_seconds=settings.max_poll_interval_seconds,
         on_commit=metrics.observer(name) if metrics else None,
         dead_letter_topic=settings.topics.dead_letter,
         worker_id=settings.worker_id,

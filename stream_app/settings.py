@@ -216,6 +216,11 @@ class Settings(BaseSettings):
         description="How long a worker may stop heartbeating (frozen, paused, cut off) before "
         "the group gives its partitions to another; a zombie's later commit is refused.",
     )
+    max_poll_interval_seconds: PositiveFloat = Field(
+        300.0,
+        description="Longest gap between two polls before the group drops a worker "
+        "(a stuck loop). Restores run outside the poll loop, so they are not bounded by it.",
+    )
 
     # online models (docs/online-models.md)
     models_enabled: bool = Field(
@@ -400,6 +405,13 @@ class Settings(BaseSettings):
                 f"min_insync_replicas {self.min_insync_replicas} > replication_factor "
                 f"{self.replication_factor}: no write could ever succeed"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _group_timeouts(self) -> Settings:
+        """librdkafka refuses a consumer whose poll interval is below its session timeout."""
+        if self.max_poll_interval_seconds < self.session_timeout_seconds:
+            raise ValueError("max_poll_interval_seconds must be >= session_timeout_seconds")
         return self
 
     @model_validator(mode="after")

@@ -34,8 +34,8 @@ after the transaction committed (step 6, on the committer thread, at most every
 ``checkpoint_interval_seconds``); so after any crash the local store is at a committed
 changelog offset or behind it, and assignment replays only the changelog after it.
 
-Those restores run outside the assignment callback, one partition after another on a
-restore thread, with the partition's inputs paused; the loop keeps polling (so a long
+Those restores run outside the assignment callback, each on a restore thread with the
+partition's inputs paused; the loop keeps polling (so a long
 restore never reaches ``max.poll.interval.ms``) and processing the partitions it already
 holds, and resumes each input once its state is in place. A rebalance meanwhile cancels
 the restore, whose store keeps the checkpoint it had reached. Plain changelog states
@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 
 RESTORE_ATTEMPTS = 3
 """Reads of the changelogs before their partitions are reported unrestorable."""
+RESTORE_THREADS = 8
+"""Store-backed partitions restoring at once (replays are mostly Python: they share a core)."""
 MAX_REJOINS = 5
 """Rejoins in a row without a committed transaction before the worker gives up and exits."""
 
@@ -154,6 +156,8 @@ class Worker:
         self._max_poll_interval_ms = int(max_poll_interval_seconds * 1000)
         self._restorer: concurrent.futures.ThreadPoolExecutor | None = None
         self._restoring: dict[tuple[str, int], concurrent.futures.Future[Restored]] = {}
+        # the last restore of each partition: the next waits for it (it holds the store)
+        self._last_restore: dict[tuple[str, int], concurrent.futures.Future[Restored]] = {}
         self._cancel_restores = threading.Event()  # replaced at each drop
         self._stores: dict[tuple[str, int], DurableStore] = {}
         self._persisted_at: dict[Partition, float] = {}
@@ -212,7 +216,7 @@ class Worker:
         self._failed, self._callback_error, self._closing = False, None, False
         self._drop()
         self._committer = concurrent.futures.ThreadPoolExecutor(1, "committer")
-        self._restorer = concurrent.futures.ThreadPoolExecutor(1, "restore")
+        self._restorer = concurrent.futures.ThreadPoolExecutor(RESTORE_THREADS, "restore")
         self._txns = TransactionalProducer(
             self._bootstrap,
             self._transactional_id,
@@ -259,6 +263,7 @@ class Worker:
             await asyncio.to_thread(self.consumer.close)
             self._committer.shutdown(wait=True)
             self._restorer.shutdown(wait=True)  # cancelled by the revocation at close
+            self._last_restore.clear()
             await asyncio.to_thread(self._txns.close, clean=clean)
             if self._probe is not None:
                 self._probe.close()
@@ -537,9 +542,9 @@ class Worker:
         for tp, key in stored.items():
             consumer.pause([KafkaPartition(t, key[1]) for t in self._stage_by_name(key[0]).topics])
             assert self._restorer is not None
-            self._restoring[key] = self._restorer.submit(
-                self._restore_stored, tp, key, wait, cancel
-            )
+            after = self._last_restore.get(key)
+            job = self._restorer.submit(self._restore_stored, tp, key, wait, cancel, after)
+            self._restoring[key] = self._last_restore[key] = job
         restored: dict[Partition, dict[str, object]] = {}
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             try:
@@ -586,12 +591,19 @@ class Worker:
             self._loop.call_soon_threadsafe(self.ready.set)
 
     def _restore_stored(
-        self, tp: Partition, key: tuple[str, int], wait: float, cancel: threading.Event
+        self,
+        tp: Partition,
+        key: tuple[str, int],
+        wait: float,
+        cancel: threading.Event,
+        after: concurrent.futures.Future[Restored] | None = None,
     ) -> Restored:
         """On the restore thread: open the partition's store and replay the changelog after
         its checkpoint (all of it when the store is new, stale or unreadable:
         :mod:`stream_app.state.opener`). Raises :class:`Unrestorable` with the reason, or
         :class:`RestoreCancelled` when a rebalance took the partition meanwhile."""
+        if after is not None:  # a cancelled restore of this partition still closing
+            concurrent.futures.wait([after])
         stage_name, partition = key
         stage = self._stage_by_name(stage_name)
         for attempt in range(1, RESTORE_ATTEMPTS + 1):

@@ -17,19 +17,29 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
+from stream_app.domain.attribution import Attribution
 from stream_app.generator import generate_to_kafka
+from stream_app.runner import build_workers, run_workers
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
 
 from .probes import advance_click_time
-from .test_recovery import GRACE, Workers, assert_exactly_once, scenario, worker_env
+from .test_recovery import (
+    GRACE,
+    Workers,
+    assert_exactly_once,
+    first_commit,
+    scenario,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(360)]
 
@@ -254,3 +264,79 @@ async def test_a_partition_moves_to_the_survivor_and_is_rebuilt_from_the_changel
     last = {p: records for p, _, records, _, _ in workers.restores("w1")}
     assert len(last) == settings.partitions
     assert any(records > 0 for records in last.values())
+
+
+async def test_a_restore_longer_than_the_poll_interval_keeps_the_member_and_its_other_partitions(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restores run outside the poll loop: partition 0's restore is held for 15 s, past
+    ``max.poll.interval.ms`` (10 s). The worker must keep its membership (no partitions
+    lost, no aborted transaction), process and commit partition 1 meanwhile, then resume
+    partition 0 and end equal to the ground truth. Inside the assignment callback, as
+    restores ran before, the group would have dropped the worker after 10 s."""
+    settings = make_settings(
+        attribution_window_seconds=90.0,
+        conversion_grace_seconds=GRACE,
+        commit_interval_seconds=0.3,
+        state_store="rocksdb",
+        state_dir=tmp_path / "state",
+        max_poll_interval_seconds=10.0,
+        session_timeout_seconds=10.0,
+    )
+    await create_topics(settings)
+    first = await generate_to_kafka(scenario(29, T0, 120.0), settings)
+    original = Attribution.restore
+    held: list[float] = []
+
+    def slow_restore(self: Attribution, key: str, value: object) -> None:
+        if self.partition == 0 and not held:
+            held.append(time.monotonic())
+            time.sleep(15.0)  # on the restore thread
+        original(self, key, value)
+
+    workers = build_workers(settings)  # the ROI path and review scoring, as a process runs
+    worker = workers[0]
+    task = asyncio.create_task(run_workers(workers))
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        await first_commit(settings)
+        for each in workers:
+            each.stop()
+        await task
+        store = settings.state_dir / "stores" / settings.worker_id
+        shutil.rmtree(store / f"{settings.state_topic('attribution')}-0")  # a full restore
+        monkeypatch.setattr(Attribution, "restore", slow_restore)
+        workers = build_workers(settings)
+        worker = workers[0]
+        task = asyncio.create_task(run_workers(workers))
+        second = await generate_to_kafka(scenario(30, T0 + 120.0, 120.0), settings, rate=3000.0)
+        while not held:  # noqa: ASYNC110 (set on the restore thread)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)
+        assert worker.health() == "restoring attribution[0]"
+        # partition 1's inputs are processed and committed while partition 0 restores
+        clicks_1 = KafkaPartition(settings.topics.clicks, 1)
+        assert await asyncio.to_thread(committed_offset, settings, clicks_1) > 0
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        assert time.monotonic() - held[0] >= 15.0
+        await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
+        await assert_exactly_once(settings, first, second)
+        assert worker.aborted_transactions == 0, "the group dropped the worker"
+    finally:
+        for each in workers:
+            each.stop()
+        await task
+
+
+def committed_offset(settings: Settings, tp: KafkaPartition) -> int:
+    probe = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": settings.consumer_group,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        return int(probe.committed([tp], timeout=10)[0].offset)
+    finally:
+        probe.close()
