@@ -23,9 +23,9 @@ worker (:mod:`.poison`), never a crash loop.
 Rebalances (``range`` assignor, eager): on revocation the worker commits what it processed
 and drops every state; on loss (the group dropped the member: a frozen worker) it drops
 everything without committing; on assignment it restores every partition from its
-changelog. A partition whose state cannot be restored is paused, never silently skipped: the worker
-reports it in :meth:`Worker.health` (``/healthz``) and ``unrestored`` (a metric and an
-alert), logs why, and tries again at the next rebalance.
+changelog. A partition whose state cannot be restored is paused, never silently skipped:
+the worker reports it in :meth:`Worker.health` (``/healthz``) and ``unrestored`` (a metric
+and an alert), logs why, and tries again at the next rebalance.
 
 Stages with a store-backed state (``new_stored_state``: attribution) get a store per
 partition from the :class:`~stream_app.state.opener.StoreOpener`. Its writes are sealed
@@ -35,9 +35,9 @@ after the transaction committed (step 6, on the committer thread, at most every
 changelog offset or behind it, and assignment replays only the changelog after it.
 
 Those restores run outside the assignment callback, each on a restore thread with the
-partition's inputs paused; the loop keeps polling (so a long
-restore never reaches ``max.poll.interval.ms``) and processing the partitions it already
-holds, and resumes each input once its state is in place. A rebalance meanwhile cancels
+partition's inputs paused; the loop keeps polling (so a long restore never reaches
+``max.poll.interval.ms``) and processing the partitions it already holds, and resumes each
+input once its state is in place. A rebalance meanwhile cancels
 the restore, whose store keeps the checkpoint it had reached. Plain changelog states
 (aggregation: small) restore inside the callback.
 """
@@ -106,8 +106,6 @@ class Restored:
     store: DurableStore
     why: str
     replayed: Replayed
-    start: int
-    end: int
 
 
 class Unrestorable(Exception):
@@ -657,7 +655,7 @@ class Worker:
                 end,
                 replayed.seconds,
             )
-            return Restored(state, store, opened.why, replayed, opened.replay_from, end)
+            return Restored(state, store, opened.why, replayed)
         raise AssertionError("unreachable")
 
     async def _install_restored(self) -> None:
