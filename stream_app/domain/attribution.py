@@ -130,6 +130,9 @@ class Attribution:
         self._put_click = self.clicks.put  # bound once: the per-click path
         self._index_click_bucket = self._clicks_by_bucket.add
         self.pending = store.table("pending")  # click_id -> [PendingConversion]
+        # the keys of ``pending``, in memory: every click asks, few have one, and on disk
+        # the question is a lookup (bounded: conversions waiting for their click)
+        self._pending_ids: set[str] = set(self.pending)
         self._pending_by_ts = store.index("pending|ts")
         self._pending_dirty: set[str] = set()
         self._deltas: dict[tuple[str, float, DeltaKind, bool], tuple[Totals, float]] = {}
@@ -174,8 +177,9 @@ class Attribution:
                 totals.expected_revenue += scored.expected_value
                 totals.open_expected_revenue += scored.expected_value
                 totals.p_conversion_sum += scored.p_conversion
-        waiting = self.pending.get(click.click_id)
+        waiting = self.pending.get(click.click_id) if click.click_id in self._pending_ids else None
         if waiting is not None:
+            self._pending_ids.discard(click.click_id)
             self.pending.delete(click.click_id)
             self._pending_dirty.add(click.click_id)
             for event_id, revenue, ts, read_at in waiting:
@@ -195,6 +199,7 @@ class Attribution:
         waiting = self.pending.get(conversion.click_id) or []
         waiting.append([conversion.event_id, revenue, conversion.ts, read_at])
         self.pending.put(conversion.click_id, waiting)
+        self._pending_ids.add(conversion.click_id)
         self._pending_by_ts.add(conversion.ts, conversion.click_id)
         self._pending_dirty.add(conversion.click_id)
         return Outcome.PENDING
@@ -425,6 +430,7 @@ class Attribution:
                 self.pending.put(click_id, still)
             else:
                 self.pending.delete(click_id)
+                self._pending_ids.discard(click_id)
             self._pending_dirty.add(click_id)
 
     def expire_labels(self) -> None:
@@ -541,6 +547,7 @@ class Attribution:
             click_id = key.removeprefix("pending|")
             if value is None:
                 self.pending.delete(click_id)
+                self._pending_ids.discard(click_id)
                 return
             # written before the read-at watermark was kept: judged as read on time
             waiting = [
@@ -548,6 +555,7 @@ class Attribution:
                 for entry in value
             ]
             self.pending.put(click_id, waiting)
+            self._pending_ids.add(click_id)
             for entry in waiting:
                 self._pending_by_ts.add(entry[2], click_id)
         elif key == CONVERSION_MODEL_KEY:

@@ -17,6 +17,7 @@ the in-memory layer (the writes of the transactions not yet persisted).
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 from collections.abc import Iterable, Iterator
@@ -45,6 +46,9 @@ CHECKPOINT_KEY = b"\x00checkpoint"
 _encode = msgspec.json.Encoder().encode
 _MISSING = object()
 Layer = dict[bytes, bytes | None]
+# the writes of one transaction, per table or index (its key prefix): popping an index
+# scans that index's new entries, not every write of the transaction
+Layers = dict[bytes, Layer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class RocksConfig:
     max_write_buffers: int = 2
 
 
+@functools.lru_cache(maxsize=4096)  # hour buckets repeat: most adds are hits
 def order_bytes(order: float) -> bytes:
     """Eight bytes whose byte order is the numeric order of ``order``.
 
@@ -110,30 +115,36 @@ class RocksStore:
         self.topic = topic
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(path), options)
-        self._live: Layer = {}
-        self._sealed: list[tuple[int, Layer]] = []  # replaced, never mutated (readers)
+        self._live: Layers = {}
+        self._sealed: list[tuple[int, Layers]] = []  # replaced, never mutated (readers)
         self._token = 0
         self._lock = threading.Lock()
         self._closed = False
         self._floors: dict[bytes, bytes] = {}  # where each index's live entries start on disk
 
     # -- raw access (the domain's writes are visible at once) ---------------------------
-    def get_raw(self, key: bytes) -> bytes | None:
-        value = self._live.get(key, _MISSING)
-        if value is _MISSING:
-            for _, layer in reversed(self._sealed):
+    def get_raw(self, space: bytes, key: bytes) -> bytes | None:
+        """The value of ``key`` (in table or index ``space``): the newest layer's, or disk's."""
+        layer = self._live.get(space)
+        if layer is not None:
+            value = layer.get(key, _MISSING)
+            if value is not _MISSING:
+                return value  # type: ignore[return-value]
+        for _, sealed in reversed(self._sealed):
+            layer = sealed.get(space)
+            if layer is not None:
                 value = layer.get(key, _MISSING)
                 if value is not _MISSING:
-                    break
-            else:
-                return self._db.get(key)
-        return value  # type: ignore[return-value]
+                    return value  # type: ignore[return-value]
+        return self._db.get(key)
 
-    def keys_between(self, lo: bytes, hi: bytes, disk_from: bytes | None = None) -> list[bytes]:
-        """Keys in [lo, hi), sorted: the disk's merged with the unpersisted layers."""
+    def keys_between(
+        self, space: bytes, lo: bytes, hi: bytes, disk_from: bytes | None = None
+    ) -> list[bytes]:
+        """Keys of ``space`` in [lo, hi), sorted: the disk's merged with the unpersisted."""
         overlay: Layer = {}
-        for layer in [batch for _, batch in self._sealed] + [self._live]:
-            for key, value in layer.items():
+        for layers in [sealed for _, sealed in self._sealed] + [self._live]:
+            for key, value in layers.get(space, {}).items():
                 if lo <= key < hi:
                     overlay[key] = value
         read = ReadOptions()
@@ -147,17 +158,21 @@ class RocksStore:
                 keys.add(key)
         return sorted(keys)
 
-    def set_raw(self, key: bytes, value: bytes | None) -> None:
-        """Write (``None``: delete) in the in-memory layer, persisted after the commit."""
-        self._live[key] = value
+    def layer(self, space: bytes) -> Layer:
+        """The in-memory layer of ``space``'s writes, persisted after the commit (replaced at
+        each seal: fetch it per write)."""
+        layer = self._live.get(space)
+        if layer is None:
+            layer = self._live[space] = {}
+        return layer
 
     def pop_index(self, prefix: bytes, bound: bytes) -> list[bytes]:
         """Remove and return the keys in [prefix, bound), sorted."""
         # below the last bound popped, the disk holds only deleted entries (tombstones that
         # a seek from the prefix would walk through); new entries there are still in memory
         floor = self._floors.get(prefix)
-        keys = self.keys_between(prefix, bound, floor)
-        live = self._live
+        keys = self.keys_between(prefix, prefix, bound, floor)
+        live = self.layer(prefix)
         for key in keys:
             live[key] = None
         if floor is None or bound > floor:
@@ -185,9 +200,10 @@ class RocksStore:
                 return
             batch = WriteBatch(raw_mode=True)
             merged: Layer = {}
-            for sealed_token, layer in self._sealed:
+            for sealed_token, layers in self._sealed:
                 if sealed_token <= token:
-                    merged.update(layer)
+                    for layer in layers.values():
+                        merged.update(layer)
             for key, value in merged.items():
                 if value is None:
                     batch.delete(key)
@@ -208,7 +224,8 @@ class RocksStore:
 
     def unpersisted(self) -> int:
         """Writes held in memory, not yet on disk (a gauge of the in-memory layer)."""
-        return len(self._live) + sum(len(layer) for _, layer in self._sealed)
+        layers = [self._live] + [sealed for _, sealed in self._sealed]
+        return sum(len(layer) for each in layers for layer in each.values())
 
     def close(self) -> None:
         with self._lock:
@@ -224,28 +241,34 @@ class RocksTable:
         self._store, self._prefix = store, prefix
 
     def get(self, key: str) -> Any | None:
-        raw = self._store.get_raw(self._prefix + key.encode())
+        prefix = self._prefix
+        raw = self._store.get_raw(prefix, prefix + key.encode())
         return None if raw is None else orjson.loads(raw)
 
     def put(self, key: str, value: Any) -> None:
-        self._store.set_raw(self._prefix + key.encode(), _encode(value))
+        self._store.layer(self._prefix)[self._prefix + key.encode()] = _encode(value)
 
     def delete(self, key: str) -> None:
-        self._store.set_raw(self._prefix + key.encode(), None)
+        self._store.layer(self._prefix)[self._prefix + key.encode()] = None
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._store.get_raw(self._prefix + key.encode()) is not None
+        prefix = self._prefix
+        return (
+            isinstance(key, str) and self._store.get_raw(prefix, prefix + key.encode()) is not None
+        )
 
     def __len__(self) -> int:
-        return len(self._store.keys_between(self._prefix, _upper(self._prefix)))
+        return len(self._keys())
 
     def __iter__(self) -> Iterator[str]:
         n = len(self._prefix)
-        keys = self._store.keys_between(self._prefix, _upper(self._prefix))
-        return iter([key[n:].decode() for key in keys])
+        return iter([key[n:].decode() for key in self._keys()])
 
     def keys(self) -> AbstractSet[str]:
         return set(self)
+
+    def _keys(self) -> list[bytes]:
+        return self._store.keys_between(self._prefix, self._prefix, _upper(self._prefix))
 
 
 class RocksIndex:
@@ -255,7 +278,7 @@ class RocksIndex:
         self._store, self._prefix = store, prefix
 
     def add(self, order: float, item: str) -> None:
-        self._store.set_raw(self._prefix + order_bytes(order) + item.encode(), b"")
+        self._store.layer(self._prefix)[self._prefix + order_bytes(order) + item.encode()] = b""
 
     def pop_before(self, bound: float) -> list[tuple[float, str]]:
         n = len(self._prefix)
