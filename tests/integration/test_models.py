@@ -9,6 +9,7 @@ labelled exactly once afterwards, so that in the end every click taught the mode
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 from confluent_kafka import Consumer
@@ -122,10 +123,17 @@ async def test_models_continue_after_a_restart_and_every_click_teaches_once(
         }
     )
     after._loop = asyncio.get_running_loop()  # which run() sets: _assign signals ready there
+    after._restorer = ThreadPoolExecutor(2, "restore")  # which _session makes
+    after.consumer = consumer
     try:
         assigned = [(topic, p) for topic in after._stage_of for p in range(settings.partitions)]
         await asyncio.to_thread(after._assign, consumer, assigned)
+        # attribution restores on the restore threads; the loop installs what they rebuilt
+        while after._restoring:
+            await asyncio.to_thread(wait, list(after._restoring.values()))
+            await after._install_restored()
     finally:
+        after._restorer.shutdown()
         consumer.close()
     assert not after.unrestored
     assert models(after) == saved
