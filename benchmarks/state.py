@@ -31,6 +31,7 @@ import gc
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -270,9 +271,8 @@ def restart(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         wait_until_consumed(info.bootstrap, settings, args.clicks, proc.pid)
         print(f"processed {args.clicks:,} clicks in {time.perf_counter() - t:.0f} s")
-        status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-        rss = next(int(ln.split()[1]) for ln in status if ln.startswith("VmRSS:")) / 1024
-        print(f"worker RSS after {args.clicks:,} clicks: {rss:.0f} MB")
+        memory = worker_memory(proc.pid)
+        print(f"worker RSS after {args.clicks:,} clicks: {memory['VmRSS']:.0f} MB")
         if args.no_restarts:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
@@ -309,18 +309,20 @@ def restart(args: argparse.Namespace) -> None:
             print("kept", work)
 
 
-def worker_memory(pid: int) -> str:
+def worker_memory(pid: int) -> dict[str, float]:
     """VmRSS, and its anonymous (heap) and file-backed parts, in MB."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         if name in ("VmRSS", "RssAnon", "RssFile"):
             fields[name] = int(value.split()[0]) / 1024
-    return ", ".join(f"{k} {v:.0f} MB" for k, v in fields.items())
+    return fields
 
 
 def wait_until_consumed(bootstrap: str, settings: Settings, n: int, pid: int | None = None) -> None:
-    """Until ``n`` clicks are committed; with ``pid``, the worker's memory per 500k."""
+    """Until ``n`` clicks are committed; with ``pid``, the worker's RSS sampled every 0.25 s
+    and reported per 500k committed clicks (median and max of the samples in between: a
+    worker catching up a backlog swings by ~100 MB from one transaction to the next)."""
     from confluent_kafka import Consumer
     from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -332,16 +334,25 @@ def wait_until_consumed(bootstrap: str, settings: Settings, n: int, pid: int | N
         }
     )
     tps = [KafkaPartition(settings.topics.clicks, p) for p in range(settings.partitions)]
-    reported = 0
+    reported, samples, checked = 0, [], 0.0
     try:
         while True:
+            if pid is not None:
+                samples.append(worker_memory(pid)["VmRSS"])
+            if time.monotonic() - checked < 1.0:
+                time.sleep(0.25)
+                continue
+            checked = time.monotonic()
             done = sum(max(0, tp.offset) for tp in probe.committed(tps, timeout=10))
-            if pid is not None and done // 500_000 > reported // 500_000:
-                print(f"  {done:>9,} committed: {worker_memory(pid)}", flush=True)
-                reported = done
+            if pid is not None and (done // 500_000 > reported // 500_000 or done >= n):
+                print(
+                    f"  {done:>9,} committed: RSS median {statistics.median(samples):.0f} MB,"
+                    f" max {max(samples):.0f} MB ({len(samples)} samples)",
+                    flush=True,
+                )
+                reported, samples = done, []
             if done >= n:
                 return
-            time.sleep(1.0)
     finally:
         probe.close()
 
