@@ -225,10 +225,14 @@ class WorkerProcess:
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
 
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -478,6 +482,8 @@ async def measure(row: Row, base: Settings, work: Workload, logs: Path, limit: f
             note,
         )
     finally:
+        for p in procs:  # all at once: one by one, the last would take every partition over
+            p.terminate()
         for p in procs:
             await asyncio.to_thread(p.stop)
         await asyncio.to_thread(drop, settings, True)

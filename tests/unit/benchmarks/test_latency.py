@@ -106,7 +106,8 @@ def test_the_plan_keeps_each_campaign_on_one_partition() -> None:
     scenario = lat.live_scenario(200.0, 30.0, seed=3)
     records = list(TrafficGenerator(scenario, currencies=CurrencyTable(DEFAULT_RATES, "USD")))
     plan = lat.plan(records, scenario, partitions=4, window=60.0)
-    assert len(plan.sends) == len(records)
+    due = [r for r in records if r.emit_at - scenario.start_ts <= scenario.duration_seconds]
+    assert len(plan.sends) == len(due) < len(records)  # conversions trail by up to 300 s
     click_ids = set()
     partition_of_campaign: dict[str, int] = {}
     campaign_of_click: dict[str, str] = {}
