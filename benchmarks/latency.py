@@ -49,7 +49,8 @@ call; same machine, same clock. Then (``match_outputs``, ``event_latencies``):
   ``emitted_at`` (the worker's clock at its flush) splits visible − sent into waiting for
   the flush and producing + committing + being read. The worker's own
   ``stream_app_commit_duration_seconds`` (flush, produce, commit of one transaction) and
-  transactions per second come from its ``/metrics``; its CPU from ``/proc``.
+  transactions per second come from its ``/metrics``; its CPU and the local broker's (its
+pid file) from ``/proc``.
 
 Clicks sent in the first ``--warmup`` seconds are not samples. After the last send the run
 waits until every (c, w) has shown all its clicks; a click never reflected fails the run.
@@ -83,7 +84,13 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from scaleout import Completion, WorkerProcess, metric_value, start_group
+from scaleout import (
+    Completion,
+    WorkerProcess,
+    cpu_seconds_from_stat,
+    metric_value,
+    start_group,
+)
 from throughput import ATTRIBUTION_WINDOW_S, drop, fill, generate, input_topics, scenario_for
 
 from stream_app.domain.money import CurrencyTable
@@ -437,6 +444,7 @@ class Run:
     commit_s: float  # mean duration of the worker's transactions
     commits_per_s: float
     cpu_busy: float
+    broker_busy: float  # the local broker's CPU over the run (nan if not local)
     behind: float
     clicks: int
     events_per_s: float
@@ -473,7 +481,7 @@ async def measure(row: Row, base: Settings, args: argparse.Namespace, logs: Path
         await asyncio.to_thread(start_group, [proc], settings)
         reading = threading.Thread(target=reader.run, daemon=True)
         reading.start()
-        cpu0 = proc.cpu_seconds()
+        cpu0, broker0 = proc.cpu_seconds(), broker_cpu(settings)
         metrics0 = proc.metrics()
         t0 = time.perf_counter()
         start_wall, behind = await asyncio.to_thread(
@@ -492,7 +500,7 @@ async def measure(row: Row, base: Settings, args: argparse.Namespace, logs: Path
             proc.check_alive()
             await asyncio.sleep(0.2)
         wall = time.perf_counter() - t0
-        cpu = proc.cpu_seconds() - cpu0
+        cpu, broker = proc.cpu_seconds() - cpu0, broker_cpu(settings) - broker0
         metrics1 = proc.metrics()
     finally:
         reader.stop.set()
@@ -534,10 +542,20 @@ async def measure(row: Row, base: Settings, args: argparse.Namespace, logs: Path
         commit_s,
         commits / wall,
         cpu / wall,
+        broker / wall,
         behind,
         len(per_click),
         len(the_plan.sends) / sending,
     )
+
+
+def broker_cpu(settings: Settings) -> float:
+    """CPU-s of the local broker (``stream-app kafka start``'s pid file); nan if none."""
+    try:
+        pid = int((settings.kafka_data_dir / "broker.pid").read_text().split()[0])
+        return cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return math.nan
 
 
 async def sustainable(
@@ -590,7 +608,8 @@ def describe_run(run: Run) -> str:
         f" ({run.clicks:,} clicks);"
         f" per output p50/p99 {ms(o50)}/{ms(o99)} ms ({len(run.per_output):,});"
         f" hop 1 p50 {ms(h1)}, hop 2 p50 {ms(h2)}, sent→flush p50 {ms(flush)} ms;"
-        f" commit {ms(run.commit_s)} ms, {run.commits_per_s:.1f}/s; worker CPU {run.cpu_busy:.0%};"
+        f" commit {ms(run.commit_s)} ms, {run.commits_per_s:.1f}/s; worker CPU {run.cpu_busy:.0%},"
+        f" broker {run.broker_busy:.0%};"
         f" {run.events_per_s:,.0f} events/s sent, ≤{ms(run.behind)} ms behind; load {load()}"
     )
 
@@ -604,9 +623,10 @@ def report(runs: list[Run], rows: Sequence[Row]) -> None:
     print(
         "| row | rounds | clicks/round | per click p50 / p90 / p99 / max ms "
         "| per output p50 / p99 ms "
-        "| hop 1 p50 / p99 ms | hop 2 p50 / p99 ms | commit ms | commits/s | worker CPU |"
+        "| hop 1 p50 / p99 ms | hop 2 p50 / p99 ms | commit ms | commits/s | worker CPU "
+        "| broker CPU |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
     def med(values: Iterable[float]) -> float:
         return statistics.median(list(values))
@@ -626,7 +646,7 @@ def report(runs: list[Run], rows: Sequence[Row]) -> None:
             f" | {ms(med(h[0] for h in h1))} / {ms(med(h[2] for h in h1))}"
             f" | {ms(med(h[0] for h in h2))} / {ms(med(h[2] for h in h2))}"
             f" | {ms(med(r.commit_s for r in mine))} | {med(r.commits_per_s for r in mine):.1f}"
-            f" | {med(r.cpu_busy for r in mine):.0%} |"
+            f" | {med(r.cpu_busy for r in mine):.0%} | {med(r.broker_busy for r in mine):.0%} |"
         )
 
 
