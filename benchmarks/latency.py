@@ -84,13 +84,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from scaleout import (
-    Completion,
-    WorkerProcess,
-    cpu_seconds_from_stat,
-    metric_value,
-    start_group,
-)
+from scaleout import Completion, WorkerProcess, broker_cpu, metric_value, start_group
 from throughput import ATTRIBUTION_WINDOW_S, drop, fill, generate, input_topics, scenario_for
 
 from stream_app.domain.money import CurrencyTable
@@ -547,15 +541,6 @@ async def measure(row: Row, base: Settings, args: argparse.Namespace, logs: Path
         len(per_click),
         len(the_plan.sends) / sending,
     )
-
-
-def broker_cpu(settings: Settings) -> float:
-    """CPU-s of the local broker (``stream-app kafka start``'s pid file); nan if none."""
-    try:
-        pid = int((settings.kafka_data_dir / "broker.pid").read_text().split()[0])
-        return cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text())
-    except (OSError, ValueError, IndexError):
-        return math.nan
 
 
 async def sustainable(

@@ -30,7 +30,8 @@ offset after the last record is read once the inputs are committed): every input
 and every internal record has been processed and committed (``throughput.py``'s method,
 for several producers). CPU per process is utime + stime from
 ``/proc/<pid>/stat`` (all its threads) over the same interval; the benchmark's own CPU
-(filling, the checks) is reported next to it, since it shares the 2 cores. A process's
+(filling, the checks) and the local broker's (its pid file) are reported next to it, since
+they share the 2 cores. A process's
 events are the input records of the partitions the group gave it (``describe`` at start,
 checked unchanged at the end).
 
@@ -146,6 +147,15 @@ def ratios_to_base(runs: Sequence[tuple[int, int, float]], base: int = 1) -> dic
 
 
 # -- worker processes ----------------------------------------------------------------------
+def broker_cpu(settings: Settings) -> float:
+    """CPU-s of the local broker (``stream-app kafka start``'s pid file); nan if none."""
+    try:
+        pid = int((settings.kafka_data_dir / "broker.pid").read_text().split()[0])
+        return cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -342,6 +352,7 @@ class Run:
     wall: float
     fill: float
     bench_cpu: float
+    broker_cpu: float  # the local broker's CPU-s in the timed interval (nan if not local)
     startup: Startup
     cpu: dict[str, float]  # worker id -> CPU-s in the timed interval
     events_of: dict[str, int]  # worker id -> input records of its partitions
@@ -448,7 +459,7 @@ async def measure(row: Row, base: Settings, work: Workload, logs: Path, limit: f
             filled = time.perf_counter() - f0
             progress = Completion(settings, ends)
             cpu0 = {p.worker_id: p.cpu_seconds() for p in procs}
-            t0, bench0 = time.perf_counter(), time.process_time()
+            t0, bench0, broker0 = time.perf_counter(), time.process_time(), broker_cpu(settings)
         finally:
             for p in procs:
                 p.resume()
@@ -458,6 +469,7 @@ async def measure(row: Row, base: Settings, work: Workload, logs: Path, limit: f
             progress.close()
         cpu = {p.worker_id: p.cpu_seconds() - cpu0[p.worker_id] for p in procs}
         bench_cpu = time.process_time() - bench0
+        broker = broker_cpu(settings) - broker0
         after = await asyncio.to_thread(describe, admin, settings.consumer_group)
         note = f"inputs committed at {inputs_at - t0:.2f} s; "
         if after is None or after.assignment != startup.assignment:
@@ -475,6 +487,7 @@ async def measure(row: Row, base: Settings, work: Workload, logs: Path, limit: f
             t1 - t0,
             filled,
             bench_cpu,
+            broker,
             startup,
             cpu,
             events_per_member(mine, ends),
@@ -506,7 +519,8 @@ def describe_run(run: Run) -> str:
     )
     return (
         f"{run.rate:>8,.0f} events/s {run.cpu_us:5.1f} CPU-µs/event {run.wall:6.2f} s"
-        f" (filled in {run.fill:.2f} s before; benchmark {run.bench_cpu:.2f} CPU-s)"
+        f" (filled in {run.fill:.2f} s before; benchmark {run.bench_cpu:.2f} CPU-s,"
+        f" broker {run.broker_cpu:.2f} CPU-s = {run.broker_cpu / run.wall:.0%})"
         f" | join {run.startup.joined:.1f} s, rebalance {run.startup.rebalance:.1f} s"
         f" | {per} | load {load_average()} | {run.note}"
     )
@@ -516,9 +530,10 @@ def report(runs: list[Run], rows: Sequence[Row]) -> None:
     print()
     print(
         "| row | events/s, median (min–max) | vs 1 process | CPU-µs/event (all workers) "
-        "| CPU-s per process, median | busy per process | wall s | join s | rebalance s |"
+        "| CPU-s per process, median | busy per process | all workers | broker "
+        "| wall s | join s | rebalance s |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for models in (False, True):
         same = [r for r in runs if r.row.models == models]
         ratios = ratios_to_base([(r.round, r.row.processes, r.rate) for r in same])
@@ -538,6 +553,8 @@ def report(runs: list[Run], rows: Sequence[Row]) -> None:
                 f" | {statistics.median(r.cpu_us for r in mine):.1f}"
                 f" | {statistics.median(per_cpu):.2f}"
                 f" | {statistics.median(busy):.0%}"
+                f" | {statistics.median(sum(r.cpu.values()) / r.wall for r in mine):.0%}"
+                f" | {statistics.median(r.broker_cpu / r.wall for r in mine):.0%}"
                 f" | {statistics.median(r.wall for r in mine):.2f}"
                 f" | {statistics.median(r.startup.joined for r in mine):.1f}"
                 f" | {statistics.median(r.startup.rebalance for r in mine):.1f} |"
