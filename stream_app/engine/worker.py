@@ -311,7 +311,12 @@ class Worker:
         consume = self.consumer.consume
         last_commit = time.monotonic()
         while not self._stopping.is_set():
-            messages = await asyncio.to_thread(consume, self._max_poll_records, 0.1)
+            # wait no longer than until the next commit is due: the commit period is the
+            # interval, not the interval plus a poll (a click waits for two commits: its
+            # attribution's and, through campaign-deltas, its aggregation's; docs/scaling.md)
+            due = self._interval - (time.monotonic() - last_commit)
+            wait = min(0.1, max(0.005, due))  # 5 ms: no spin while a commit is in flight
+            messages = await asyncio.to_thread(consume, self._max_poll_records, wait)
             if self._callback_error is not None:
                 raise self._callback_error
             if self._restoring:
