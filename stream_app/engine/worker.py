@@ -49,7 +49,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -576,13 +576,9 @@ class Worker:
                 continue
             self.states[(stage_name, partition)] = state
         committed = consumer.committed([KafkaPartition(t, p) for t, p in assigned], 30)
-        for kp in committed:
-            if (self._stage_of[kp.topic].name, kp.partition) not in self.states:
-                continue
-            offset = kp.offset
-            if offset < 0:  # nothing committed yet: reading starts at the log start
-                offset = consumer.get_watermark_offsets(kp, timeout=10, cached=False)[0]
-            self._positions[(kp.topic, kp.partition)] = offset
+        self._learn_positions(
+            kp for kp in committed if (self._stage_of[kp.topic].name, kp.partition) in self.states
+        )
         log.info(
             "assigned %d partitions; restored %d states, restoring %d",
             len(assigned),
@@ -592,6 +588,15 @@ class Worker:
         if not self._restoring:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self.ready.set)
+
+    def _learn_positions(self, committed: Iterable[KafkaPartition]) -> None:
+        """Where each input stands: its committed offset. One with nothing committed gets no
+        position until its first record (reading starts at the log start; there is nothing
+        to commit before that). Asking the broker for its log start instead took ~0.4 s per
+        partition inside a rebalance, 7.6 s for 20 (docs/scaling.md)."""
+        for kp in committed:
+            if kp.offset >= 0:
+                self._positions[(kp.topic, kp.partition)] = kp.offset
 
     def _restore_stored(
         self,
@@ -678,13 +683,7 @@ class Worker:
             stage_name, partition = key
             inputs = [KafkaPartition(t, partition) for t in self._stage_by_name(stage_name).topics]
             # no rebalance can run meanwhile: callbacks run only inside ``consume``
-            committed = await asyncio.to_thread(consumer.committed, inputs, 30)
-            for kp in committed:
-                offset = kp.offset
-                if offset < 0:  # nothing committed yet: reading starts at the log start
-                    low = await asyncio.to_thread(consumer.get_watermark_offsets, kp, 10, False)
-                    offset = low[0]
-                self._positions[(kp.topic, kp.partition)] = offset
+            self._learn_positions(await asyncio.to_thread(consumer.committed, inputs, 30))
             self.states[key] = restored.state
             self._stores[key] = restored.store
             self._persisted_at[(self._state_topic(stage_name), partition)] = time.monotonic()
