@@ -56,19 +56,7 @@ def read_changelog(
     remaining = {tp for tp in tps if ends[tp] > 0}
     if not remaining:
         return state
-    reader = Consumer(
-        client_config(
-            bootstrap_servers,
-            {
-                "group.id": "stream-app-restore",  # never joins: assign() only
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "max.partition.fetch.bytes": 8 * 1024 * 1024,
-                "fetch.max.bytes": 64 * 1024 * 1024,
-            },
-        )
-    )
+    reader = _changelog_reader(bootstrap_servers)
     try:
         reader.assign([KafkaPartition(t, p, OFFSET_BEGINNING) for t, p in remaining])
         while remaining:
@@ -96,6 +84,25 @@ def read_changelog(
     for (topic, partition), values in state.items():
         log.info("restored %s[%d]: %d keys", topic, partition, len(values))
     return state
+
+
+def _changelog_reader(bootstrap_servers: Kafka) -> Consumer:
+    """A consumer that reads changelogs by ``assign()`` (never joins a group), committed
+    records only, and says when it reached a partition's end."""
+    return Consumer(
+        client_config(
+            bootstrap_servers,
+            {
+                "group.id": "stream-app-restore",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "queued.max.messages.kbytes": 64 * 1024,
+            },
+        )
+    )
 
 
 def changelog_bounds(
@@ -137,20 +144,7 @@ def replay_changelog(
         store.commit(store.seal(), end)
         return Replayed(0, time.monotonic() - started)
     deadline = started + wait_seconds
-    reader = Consumer(
-        client_config(
-            bootstrap_servers,
-            {
-                "group.id": "stream-app-restore",  # never joins: assign() only
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "max.partition.fetch.bytes": 8 * 1024 * 1024,
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "queued.max.messages.kbytes": 64 * 1024,
-            },
-        )
-    )
+    reader = _changelog_reader(bootstrap_servers)
     records = since_persist = 0
     try:
         reader.assign([KafkaPartition(tp[0], tp[1], start)])
