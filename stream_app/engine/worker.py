@@ -123,7 +123,7 @@ class Worker:
         group_id: str,
         transactional_id: str,
         state_topic: Callable[[str], str],
-        commit_interval_seconds: float = 0.5,
+        commit_interval_seconds: float = 0.2,
         max_poll_records: int = 5000,
         transaction_timeout_seconds: float = 10.0,
         session_timeout_seconds: float = 10.0,
