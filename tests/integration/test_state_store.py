@@ -266,6 +266,43 @@ async def test_a_partition_moves_to_the_survivor_and_is_rebuilt_from_the_changel
     assert any(records > 0 for records in last.values())
 
 
+async def test_a_partition_handed_over_and_back_replays_only_what_the_other_owner_wrote(
+    workers: StoreWorkers,
+) -> None:
+    """A clean handover: w2 joins and takes one partition (w1 persists its store at the
+    revocation), writes to its changelog, and leaves; w1 takes the partition back from
+    its own store, replaying only what w2 wrote — not the whole changelog — and nothing
+    is lost or doubled."""
+    settings = workers.settings
+    await create_topics(settings)
+    first = await generate_to_kafka(scenario(31, T0, 120.0), settings)
+    w1 = workers.start("w1")
+    await until_restored(workers, "w1", settings.partitions)
+    await asyncio.sleep(6.0)  # the first run processed and committed
+    w2 = workers.start("w2")
+    await until_restored(workers, "w2", 1)
+    (moved, why, _, _, _) = workers.restores("w2")[0]
+    assert why == "no local store"  # w2 never held it: a full restore from the changelog
+    taken = changelog_end(settings, moved)
+    second = await generate_to_kafka(scenario(32, T0 + 120.0, 120.0), settings, rate=3000.0)
+    await asyncio.sleep(4.0)  # w2 processed its share of the second run and committed
+    handed_back = changelog_end(settings, moved)
+    seen = len(workers.restores("w1"))
+    stop(w2)  # w1 takes the partition back
+    await until_restored(workers, "w1", seen + settings.partitions)
+    back = {p: (why, n, start, end) for p, why, n, start, end in workers.restores("w1")[seen:]}
+    why, records, start, end = back[moved]
+    assert why.startswith("local store"), why
+    assert handed_back > taken  # w2 wrote to the partition's changelog
+    # from w1's checkpoint at the revocation, not from the log start
+    assert 0 < start <= taken < end, (start, taken, end)
+    assert end >= handed_back - 1
+    assert 0 < records <= end - start  # what w2 wrote (and no more), not the log
+    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
+    await assert_exactly_once(settings, first, second)
+    assert w1.poll() is None
+
+
 async def test_a_restore_longer_than_the_poll_interval_keeps_the_member_and_its_other_partitions(
     make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
