@@ -4,8 +4,10 @@ Real worker processes on the session broker. A restart with a current local stor
 replay only the changelog written after the store's checkpoint (the worker logs how many
 records it read, checked against the changelog's size); a deleted or corrupt store must
 fall back to a full restore; ``kill -9`` mid-stream, with the store persisted after every
-commit, must not count anything twice; and a partition whose owner dies must be rebuilt
-by the survivor from the changelog. Every run ends equal to the ground truth.
+commit, must not count anything twice; a partition whose owner dies must be rebuilt by the
+survivor from the changelog; one handed over cleanly and back must replay only what the
+other owner wrote; and a restore longer than ``max.poll.interval.ms`` must not cost the
+worker its membership. Every run ends equal to the ground truth.
 """
 
 from __future__ import annotations
