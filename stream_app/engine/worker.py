@@ -50,7 +50,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -64,7 +63,14 @@ from ..state.opener import StoreOpener
 from .clients import PARTITION_EOF, Kafka, client_config
 from .deadletter import dead_letter, dead_letter_key
 from .poison import PoisonGuard
-from .restore import Replayed, changelog_bounds, read_changelog, replay_changelog
+from .restore import Replayed, read_changelog
+from .restoring import (
+    RESTORE_ATTEMPTS,
+    Restored,
+    Unrestorable,
+    close_unused,
+    restore_stored,
+)
 from .stage import Outbox, PartitionState, Record, Stage
 from .transaction import Partition, Transaction, TransactionAborted, TransactionalProducer
 
@@ -72,8 +78,6 @@ from .transaction import Partition, Transaction, TransactionAborted, Transaction
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger(__name__)
 
-RESTORE_ATTEMPTS = 3
-"""Reads of the changelogs before their partitions are reported unrestorable."""
 RESTORE_THREADS = 8
 """Store-backed partitions restoring at once (replays are mostly Python: they share a core)."""
 MAX_REJOINS = 5
@@ -84,32 +88,6 @@ MAX_REJOINS = 5
 CommitObserver = Callable[[Outbox, float, dict[Partition, int], dict[str, int], float], None]
 #: A changelog partition, its store and the token of the writes sealed with a transaction.
 Seal = tuple[Partition, DurableStore, int]
-
-
-class BadChangelogRecord(Exception):
-    """A changelog record the state could not apply (this version cannot read it)."""
-
-    def __init__(self, key: str, cause: Exception) -> None:
-        super().__init__(key, cause)
-        self.key, self.cause = key, cause
-
-
-class RestoreCancelled(Exception):
-    """A rebalance took the partition away while its state was being restored."""
-
-
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """A store-backed partition state, rebuilt on the restore thread, to be installed."""
-
-    state: PartitionState
-    store: DurableStore
-    why: str
-    replayed: Replayed
-
-
-class Unrestorable(Exception):
-    """Why a partition's state cannot be restored (the partition stays paused)."""
 
 
 class Worker:
@@ -546,7 +524,10 @@ class Worker:
             consumer.pause([KafkaPartition(t, key[1]) for t in self._stage_by_name(key[0]).topics])
             assert self._restorer is not None
             after = self._last_restore.get(key)
-            job = self._restorer.submit(self._restore_stored, tp, key, wait, cancel, after)
+            stage = self._stage_by_name(key[0])
+            job = self._restorer.submit(
+                restore_stored, self._bootstrap, self._opener, stage, tp, wait, cancel, after
+            )
             self._restoring[key] = self._last_restore[key] = job
         restored: dict[Partition, dict[str, object]] = {}
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
@@ -598,76 +579,6 @@ class Worker:
             if kp.offset >= 0:
                 self._positions[(kp.topic, kp.partition)] = kp.offset
 
-    def _restore_stored(
-        self,
-        tp: Partition,
-        key: tuple[str, int],
-        wait: float,
-        cancel: threading.Event,
-        after: concurrent.futures.Future[Restored] | None = None,
-    ) -> Restored:
-        """On the restore thread: open the partition's store and replay the changelog after
-        its checkpoint (all of it when the store is new, stale or unreadable:
-        :mod:`stream_app.state.opener`). Raises :class:`Unrestorable` with the reason, or
-        :class:`RestoreCancelled` when a rebalance took the partition meanwhile."""
-        if after is not None:  # a cancelled restore of this partition still closing
-            concurrent.futures.wait([after])
-        stage_name, partition = key
-        stage = self._stage_by_name(stage_name)
-        for attempt in range(1, RESTORE_ATTEMPTS + 1):
-            store: DurableStore | None = None
-            try:
-                low, end = changelog_bounds(self._bootstrap, [tp], wait)[tp]
-                if cancel.is_set():
-                    raise RestoreCancelled
-                opened = self._opener.open(tp[0], tp[1], low, end)
-                store = opened.store
-                state = stage.new_stored_state(partition, store)  # type: ignore[attr-defined]
-
-                def apply(name: str, value: object, state: PartitionState = state) -> None:
-                    if cancel.is_set():
-                        raise RestoreCancelled
-                    try:
-                        state.restore(name, value)
-                    except Exception as exc:
-                        raise BadChangelogRecord(name, exc) from exc
-
-                replayed = replay_changelog(
-                    self._bootstrap, tp, opened.replay_from, end, apply, store, wait
-                )
-                if cancel.is_set():
-                    raise RestoreCancelled
-            except RestoreCancelled:
-                if store is not None:
-                    store.close()  # at the checkpoint it reached: the next restore resumes
-                raise
-            except BadChangelogRecord as bad:
-                if store is not None:
-                    store.close()
-                kind = bad.key.split("|", 1)[0]  # keys hold click ids, never values
-                log.error("cannot restore %s[%d] at a %r key: %r", *key, kind, bad.cause)
-                raise Unrestorable(f"{type(bad.cause).__name__} at a {kind!r} key") from bad
-            except Exception as exc:  # a leader moving, a broker restarting: try again
-                if store is not None:
-                    store.close()
-                log.exception("restoring %s[%d] failed (%d)", stage_name, partition, attempt)
-                if attempt == RESTORE_ATTEMPTS:
-                    raise Unrestorable(f"changelog unreadable: {type(exc).__name__}") from exc
-                time.sleep(attempt)
-                continue
-            log.info(
-                "restored %s[%d] (%s): %d changelog records from offset %d to %d in %.2f s",
-                stage_name,
-                partition,
-                opened.why,
-                replayed.records,
-                opened.replay_from,
-                end,
-                replayed.seconds,
-            )
-            return Restored(state, store, opened.why, replayed)
-        raise AssertionError("unreachable")
-
     async def _install_restored(self) -> None:
         """On the loop: put each finished restore in place, learn where its inputs stand
         (their committed offsets) and resume them; ``ready`` once none is left."""
@@ -712,7 +623,7 @@ class Worker:
         self._cancel_restores.set()  # a restore still running stops at its next record
         self._cancel_restores = threading.Event()
         for future in self._restoring.values():  # one that finished is never installed
-            future.add_done_callback(_close_unused)
+            future.add_done_callback(close_unused)
         self._restoring.clear()
         self._close_stores()
         self.unrestored.clear()
@@ -726,12 +637,6 @@ class Worker:
 
     def _stage_by_name(self, name: str) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)
-
-
-def _close_unused(future: concurrent.futures.Future[Restored]) -> None:
-    """Close the store of a restore that finished after its partition was taken away."""
-    if not future.cancelled() and future.exception() is None:
-        future.result().store.close()
 
 
 def _by_partition(messages: list[Message]) -> dict[Partition, list[Record]]:
