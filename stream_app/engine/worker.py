@@ -521,10 +521,10 @@ class Worker:
         wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
         cancel = self._cancel_restores
         for tp, key in stored.items():
-            consumer.pause([KafkaPartition(t, key[1]) for t in self._stage_by_name(key[0]).topics])
+            stage = self._stage_by_name(key[0])
+            consumer.pause([KafkaPartition(t, key[1]) for t in stage.topics])
             assert self._restorer is not None
             after = self._last_restore.get(key)
-            stage = self._stage_by_name(key[0])
             job = self._restorer.submit(
                 restore_stored, self._bootstrap, self._opener, stage, tp, wait, cancel, after
             )
