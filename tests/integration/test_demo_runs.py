@@ -183,7 +183,6 @@ def test_restart_is_fresh_continue_resumes_and_a_killed_demo_is_recovered(
         resumed = _revisions(_full(second)[0])
         assert all(resumed[c] >= shown[c] for c in shown), (shown, resumed)
         second.wait_for(lambda: sum(_revisions(_full(second)[-1]).values()) > sum(shown.values()))
-        last_spend = sum(float(f["spend"].replace(",", "")) for f in _full(second)[-1].values())
         worker = int((tmp_path / "demo" / "worker.pid").read_text())
         os.kill(second.proc.pid, signal.SIGKILL)  # no chance to stop its worker
         second.proc.wait(10)
@@ -211,8 +210,11 @@ def test_restart_is_fresh_continue_resumes_and_a_killed_demo_is_recovered(
         assert not [t for t in topics if t.startswith(prefix)], topics
         assert not [t for t in topics if t.startswith(changelogs)], topics
         assert f"{tag}-demo-{new['run_id']}-clicks" in topics
-        fresh_spend = sum(float(f["spend"].replace(",", "")) for f in _full(third)[0].values())
-        assert fresh_spend < last_spend, (fresh_spend, last_spend)  # from zero, not continued
+        # from zero, not continued: nothing restored, its models start cold (the footer
+        # says which). A spend comparison with the killed run was timing: a fresh first
+        # table that came late under load showed more than the killed run's last
+        assert "models cold" in third.text(), third.text()
+        assert "models (restored" not in third.text(), third.text()
         assert third.interrupt() == 0, third.text()
         assert wait_gone(tag) == []
     finally:
