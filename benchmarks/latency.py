@@ -79,18 +79,26 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from scaleout import Completion, WorkerProcess, broker_cpu, metric_value, start_group
-from throughput import ATTRIBUTION_WINDOW_S, drop, fill, generate, input_topics, scenario_for
+from throughput import (
+    ATTRIBUTION_WINDOW_S,
+    checked_producer,
+    drop,
+    fill,
+    generate,
+    input_topics,
+    scenario_for,
+)
 
 from stream_app.domain.money import CurrencyTable
 from stream_app.domain.records import CampaignDelta, WindowRoi
 from stream_app.domain.roi import Totals
-from stream_app.engine.clients import PARTITION_EOF, client_config, producer_config
+from stream_app.engine.clients import PARTITION_EOF, client_config
 from stream_app.generator.profiles import Scenario
 from stream_app.generator.traffic import Emitted, TrafficGenerator
 from stream_app.settings import Settings, Topics
@@ -302,23 +310,7 @@ def send_live(
     """Send on schedule; appends each distinct click's send time to ``sent``. Returns the
     wall-clock start and the largest delay behind schedule."""
     names = input_topics(settings)
-    failed: list[str] = []
-
-    def on_delivery(error: Any, message: Any) -> None:
-        if error is not None:
-            failed.append(f"{message.topic()}: {error}")
-
-    producer = Producer(
-        producer_config(
-            settings.kafka,
-            {
-                "acks": "all",
-                "enable.idempotence": True,
-                "delivery.report.only.error": True,
-                "on_delivery": on_delivery,
-            },
-        )
-    )
+    producer, failed = checked_producer(settings)
     produce, now, perf = producer.produce, time.time, time.perf_counter
     behind = 0.0
     start_wall, start = now(), perf()

@@ -233,28 +233,30 @@ def input_topics(settings: Settings) -> dict[str, str]:
     return {"click": t.clicks, "conversion": t.conversions, "spend": t.spend}
 
 
-def fill(settings: Settings, records: Sequence[Emitted]) -> dict[Partition, int]:
-    """Produce ``records`` in order (murmur2 by key, as the generator's sink); returns the
-    end offset of every input partition."""
-    names = input_topics(settings)
+def checked_producer(settings: Settings, **extra: Any) -> tuple[Producer, list[str]]:
+    """An idempotent producer (acks all) with the product's settings plus ``extra``, and the
+    list its failed deliveries are appended to (checked after its flush)."""
     failed: list[str] = []
 
     def on_delivery(error: Any, message: Any) -> None:
         if error is not None:
             failed.append(f"{message.topic()}: {error}")
 
-    producer = Producer(
-        producer_config(
-            settings.kafka,
-            {
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 20,
-                "delivery.report.only.error": True,
-                "on_delivery": on_delivery,
-            },
-        )
-    )
+    config = {
+        "acks": "all",
+        "enable.idempotence": True,
+        "delivery.report.only.error": True,
+        "on_delivery": on_delivery,
+        **extra,
+    }
+    return Producer(producer_config(settings.kafka, config)), failed
+
+
+def fill(settings: Settings, records: Sequence[Emitted]) -> dict[Partition, int]:
+    """Produce ``records`` in order (murmur2 by key, as the generator's sink); returns the
+    end offset of every input partition."""
+    names = input_topics(settings)
+    producer, failed = checked_producer(settings, **{"linger.ms": 20})
     produce, poll = producer.produce, producer.poll
     for n, r in enumerate(records):
         while True:
