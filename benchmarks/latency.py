@@ -640,7 +640,9 @@ async def main() -> None:
         "--rates", default="half,5000", help="clicks/s: numbers or 'half' (default half,5000)"
     )
     parser.add_argument(
-        "--intervals", default="0.5,0.25", help="commit intervals, s (default 0.5,0.25)"
+        "--intervals",
+        default="0.2,0.5",
+        help="commit intervals, s (default 0.2,0.5: the product's default and the old one)",
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
@@ -663,7 +665,7 @@ async def main() -> None:
     if args.quick:
         args.rates, args.intervals, args.rounds, args.seconds, args.warmup = (
             "2000",
-            "0.5",
+            "0.2",
             1,
             5.0,
             1.0,
