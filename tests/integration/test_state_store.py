@@ -29,6 +29,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from stream_app.domain.attribution import Attribution
 from stream_app.generator import generate_to_kafka
+from stream_app.generator.truth import GroundTruth
 from stream_app.runner import build_workers, run_workers
 from stream_app.settings import Settings
 from stream_app.topics import create_topics
@@ -129,6 +130,13 @@ async def until_restored(group: StoreWorkers, worker_id: str, count: int) -> Non
     raise AssertionError(f"{worker_id} did not restore {count} partitions")
 
 
+async def exact_in_the_end(settings: Settings, first: GroundTruth, second: GroundTruth) -> None:
+    """Past both runs' attribution window (every click expired), the outputs equal the
+    two runs' ground truth: nothing lost, nothing counted twice."""
+    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
+    await assert_exactly_once(settings, first, second)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
@@ -173,8 +181,7 @@ async def test_a_restart_with_a_current_store_replays_only_the_tail(
             assert why.startswith("local store"), why
             assert records <= end - start < end, (partition, records, start, end)
     second = await second_run
-    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
-    await assert_exactly_once(settings, first, second)
+    await exact_in_the_end(settings, first, second)
     assert proc.poll() is None
 
 
@@ -206,8 +213,7 @@ async def test_a_deleted_or_corrupt_store_falls_back_to_a_full_restore(
         assert end == ends[partition], why
         assert 0 < records < end, why  # its records (the rest are transaction markers)
     second = await generate_to_kafka(scenario(24, T0 + 120.0, 120.0), settings, rate=4000.0)
-    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
-    await assert_exactly_once(settings, first, second)
+    await exact_in_the_end(settings, first, second)
     assert proc.poll() is None
 
 
@@ -235,8 +241,7 @@ async def test_kill_9_with_a_store_persisted_after_every_commit_counts_everythin
         proc = workers.start("w1")
         await until_restored(workers, "w1", seen + settings.partitions)
     second = await second_run
-    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
-    await assert_exactly_once(settings, first, second)
+    await exact_in_the_end(settings, first, second)
     local = [r for r in workers.restores("w1") if r[1].startswith("local store")]
     assert local, "no restart reused its store"
     assert proc.poll() is None
@@ -261,8 +266,7 @@ async def test_a_partition_moves_to_the_survivor_and_is_rebuilt_from_the_changel
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     second = await second_run
-    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
-    await assert_exactly_once(settings, first, second)
+    await exact_in_the_end(settings, first, second)
     assert survivor.poll() is None
     # the dead worker's partition is restored by the survivor with what the dead one wrote
     last = {p: records for p, _, records, _, _ in workers.restores("w1")}
@@ -302,8 +306,7 @@ async def test_a_partition_handed_over_and_back_replays_only_what_the_other_owne
     assert 0 < start <= taken < end, (start, taken, end)
     assert end >= handed_back - 1
     assert 0 < records <= end - start  # what w2 wrote (and no more), not the log
-    await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
-    await assert_exactly_once(settings, first, second)
+    await exact_in_the_end(settings, first, second)
     assert w1.poll() is None
 
 
@@ -360,8 +363,7 @@ async def test_a_restore_longer_than_the_poll_interval_keeps_the_member_and_its_
         assert await asyncio.to_thread(committed_offset, settings, clicks_1) > 0
         await asyncio.wait_for(worker.ready.wait(), 60)
         assert time.monotonic() - held[0] >= 15.0
-        await advance_click_time(settings, T0 + 240.0 + 10 * GRACE)
-        await assert_exactly_once(settings, first, second)
+        await exact_in_the_end(settings, first, second)
         assert worker.aborted_transactions == 0, "the group dropped the worker"
     finally:
         for each in workers:
