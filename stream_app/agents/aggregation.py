@@ -23,13 +23,13 @@ import msgspec
 
 from ..domain.alerts import AlertBook, AlertConfig
 from ..domain.bidding import BidBook, BiddingConfig
-from ..domain.events import Spend
+from ..domain.events import Event, Spend
 from ..domain.journal import Change
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
 from ..domain.records import BidInputs, CampaignDelta, ReviewTopics, ScoredReview
 from ..domain.roi import Totals
-from ..domain.validation import Reason, Validated
+from ..domain.validation import Reason
 from ..domain.windows import Aggregation, AggregationConfig
 from ..engine.stage import Outbox
 from ..learning import ConversionConfig, RoiForecaster
@@ -223,9 +223,9 @@ class AggregationAgent:
                     state.alerts.observe_topics(found)
         else:
 
-            def handle(valid: Validated) -> Outcome:
-                assert isinstance(valid.event, Spend)
-                return state.on_spend(valid.event, valid.money)
+            def handle(event: Event, money: float) -> Outcome:
+                assert isinstance(event, Spend)
+                return state.on_spend(event, money)
 
             self._edge.process(records, out, handle)
 

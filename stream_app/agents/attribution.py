@@ -16,11 +16,10 @@ from collections.abc import Sequence
 import msgspec
 
 from ..domain.attribution import Attribution, AttributionConfig
-from ..domain.events import Click, Conversion
+from ..domain.events import Click, Conversion, Event
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
 from ..domain.records import ClickScored
-from ..domain.validation import Validated
 from ..engine.stage import Outbox
 from ..learning import ConversionModel
 from ..settings import Settings
@@ -87,12 +86,13 @@ class AttributionAgent:
         return PartitionAttribution(partition, self._config, model, store)
 
     def process(self, state: PartitionAttribution, records: Sequence[Record], out: Outbox) -> None:
-        def handle(valid: Validated) -> Outcome:
-            event = valid.event
-            if isinstance(event, Click):
-                return state.on_click(event)
+        on_click, on_conversion = state.on_click, state.on_conversion
+
+        def handle(event: Event, money: float) -> Outcome:
+            if type(event) is Click:
+                return on_click(event)
             assert isinstance(event, Conversion)
-            return state.on_conversion(event, valid.money)
+            return on_conversion(event, money)
 
         self._edge.process(records, out, handle)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 
-from ..domain.events import EventKind
+from ..domain.events import Event, EventKind
 from ..domain.money import CurrencyTable
 from ..domain.outcomes import Outcome
 from ..domain.validation import EventDecoder, Reason, Rejection, Validated
@@ -31,10 +32,16 @@ class EdgeDecoder:
         self._worker_id = worker_id
 
     def process(
-        self, records: Sequence[Record], out: Outbox, handle: Callable[[Validated], Outcome]
+        self,
+        records: Sequence[Record],
+        out: Outbox,
+        handle: Callable[[Event, float], Outcome],
     ) -> None:
-        """Decode each record and hand the valid ones to ``handle``, counting outcomes.
+        """Decode each record and hand the valid events to ``handle`` with their money in
+        the reporting currency (0.0 for events without), counting outcomes.
 
+        A batch is decoded in one call when every record is valid
+        (:meth:`EventDecoder.decode_all`), else record by record, with the same results.
         Invalid records, and records whose handling raises, go to the dead-letter topic:
         the worker survives any single input.
         """
@@ -42,22 +49,32 @@ class EdgeDecoder:
             return
         topic = records[0].topic
         decode = self._decoders[topic]
-        counts: dict[Outcome, int] = {}
-        for record in records:
-            result = decode(record.value or b"")
-            if isinstance(result, Rejection):
-                self.reject(record, result.reason, result.detail, out)
-                continue
+        values = [record.value or b"" for record in records]
+        events = decode.decode_all(values)
+        checked: list[Validated | Rejection] | None = None
+        if events is None:
+            checked = [decode(value) for value in values]
+        elif decode.has_money:
+            checked = [decode.check_money(event) for event in events]
+        decoded = events or []
+        outcomes: list[Outcome] = []
+        for i, record in enumerate(records):
+            if checked is None:
+                event, money = decoded[i], 0.0
+            else:
+                result = checked[i]
+                if isinstance(result, Rejection):
+                    self.reject(record, result.reason, result.detail, out)
+                    continue
+                event, money = result
             try:
-                outcome = handle(result)
+                outcomes.append(handle(event, money))
             except Exception as exc:
                 log.exception(
                     "processing failed for %s[%d]@%d", topic, record.partition, record.offset
                 )
                 self.reject(record, Reason.PROCESSING_ERROR, type(exc).__name__, out)
-                continue
-            counts[outcome] = counts.get(outcome, 0) + 1
-        for outcome, n in counts.items():
+        for outcome, n in Counter(outcomes).items():
             out.outcomes[(topic, outcome)] += n
 
     def decode(self, record: Record, out: Outbox) -> Validated | None:

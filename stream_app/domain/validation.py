@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -80,7 +81,7 @@ class EventDecoder:
         self._type = EVENT_TYPES[kind]
         self._decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(self._type)
         self._currencies = currencies
-        self._has_money = kind in ("spend", "conversion")
+        self.has_money = kind in ("spend", "conversion")
 
     def __call__(self, data: bytes) -> Validated | Rejection:
         if len(data) > MAX_EVENT_BYTES:
@@ -91,7 +92,47 @@ class EventDecoder:
             event = self._decoder.decode(data)
         except (msgspec.DecodeError, RecursionError):
             return self._explain(data)
-        if self._has_money:
+        if self.has_money:
+            return self._check_money(event)
+        return Validated(event, 0.0)
+
+    def decode_all(self, values: Sequence[bytes]) -> list[Event] | None:
+        """Every value's event in one msgspec call; None when any value needs :meth:`__call__`
+        (invalid, blank, holding a newline, too large or too deep), which then gives each
+        value exactly the result it would have had alone.
+
+        The values are decoded as JSON lines, joined by newlines: one event per value only
+        when no value holds a newline or is blank (decode_lines skips blank lines), hence
+        the two counts. Each decoded value is an object, with a ``{`` of its own, so when
+        the whole batch holds at most ``MAX_DEPTH + n - 1`` brackets no value holds more
+        than ``MAX_DEPTH``: the per-value depth bound could not have refused any of them.
+        Money is not checked here (:meth:`check_money`).
+
+        >>> decode = EventDecoder("click", CurrencyTable({"USD": 1.0}, reporting="USD"))
+        >>> click = (b'{"schema_version": 1, "event_id": "e%d", "click_id": "k%d",'
+        ...          b' "campaign_id": "c1", "channel": "search", "user_id": "u1", "ts": 5}')
+        >>> [e.event_id for e in decode.decode_all([click % (1, 1), click % (2, 2)])]
+        ['e1', 'e2']
+        >>> decode.decode_all([click % (1, 1), b"{not json"]) is None
+        True
+        """
+        n = len(values)
+        data = b"\n".join(values)
+        if (
+            data.count(b"\n") != n - 1
+            or data.count(b"{") + data.count(b"[") > MAX_DEPTH + n - 1
+            or max(map(len, values), default=0) > MAX_EVENT_BYTES
+        ):
+            return None
+        try:
+            events = self._decoder.decode_lines(data)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        return events if len(events) == n else None
+
+    def check_money(self, event: Event) -> Validated | Rejection:
+        """A decoded event's money checked and converted (events without money pass)."""
+        if self.has_money:
             return self._check_money(event)
         return Validated(event, 0.0)
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
+
+import msgspec
 
 from ..domain.journal import Change
 from ..domain.records import BidSignal, CampaignAlert, CampaignLatest, ModelQualityRecord
 
 
-class Record(NamedTuple):
-    """One input record as the engine hands it to a stage, whatever the Kafka client."""
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One input record as the engine hands it to a stage, whatever the Kafka client.
+
+    A msgspec struct, not a named tuple: one is made per input record, and a struct is
+    built in C (a named tuple's ``__new__`` is Python: 0.70 against 0.26 µs per record in
+    the worker's grouping of a consumed batch); ``gc=False`` keeps the collector off it.
+    """
 
     topic: str
     partition: int

@@ -640,8 +640,12 @@ class Worker:
 
 
 def _by_partition(messages: list[Message]) -> dict[Partition, list[Record]]:
-    """Each partition's records in offset order; errors other than end-of-partition raise."""
-    batches: dict[Partition, list[Record]] = {}
+    """Each partition's records in offset order; errors other than end-of-partition raise.
+
+    Messages are grouped first and each partition's records then built in one
+    comprehension: the per-record work is the client's accessors and one struct.
+    """
+    grouped: dict[Partition, list[Message]] = {}
     for m in messages:
         error = m.error()
         if error is not None:
@@ -651,11 +655,21 @@ def _by_partition(messages: list[Message]) -> dict[Partition, list[Record]]:
                 raise KafkaException(error)
             log.warning("consumer: %s", error.str())
             continue
-        topic, partition = m.topic() or "", m.partition() or 0
-        batch = batches.get((topic, partition))
-        if batch is None:
-            batch = batches[(topic, partition)] = []
-        kind, timestamp = m.timestamp()
-        when = timestamp if kind != TIMESTAMP_NOT_AVAILABLE else None
-        batch.append(Record(topic, partition, m.offset() or 0, when, m.key(), m.value()))
-    return batches
+        tp = (m.topic() or "", m.partition() or 0)
+        group = grouped.get(tp)
+        if group is None:
+            grouped[tp] = [m]
+        else:
+            group.append(m)
+    return {
+        (topic, partition): [
+            Record(topic, partition, m.offset() or 0, _timestamp(m), m.key(), m.value())
+            for m in group
+        ]
+        for (topic, partition), group in grouped.items()
+    }
+
+
+def _timestamp(m: Message) -> int | None:
+    kind, timestamp = m.timestamp()
+    return timestamp if kind != TIMESTAMP_NOT_AVAILABLE else None
