@@ -105,6 +105,7 @@ def _worker(
         state_topic=settings.state_topic,
         commit_interval_seconds=settings.commit_interval_seconds,
         max_poll_records=max_poll_records,
+        max_transaction_records=settings.max_transaction_records,
         transaction_timeout_seconds=settings.transaction_timeout_seconds,
         session_timeout_seconds=settings.session_timeout_seconds,
         max_poll_interval_seconds=settings.max_poll_interval_seconds,

@@ -208,6 +208,13 @@ class Settings(BaseSettings):
         "and half the sustainable rate, 1.3 s at 0.5 s.",
     )
     max_poll_records: PositiveInt = 5000
+    max_transaction_records: PositiveInt = Field(
+        50_000,
+        description="Input records one transaction may take: past this the worker waits for "
+        "the transaction in flight before reading on, so a backlog is caught up in bounded "
+        "transactions (their outputs, changelog and store writes are held in memory until "
+        "committed) instead of ever larger ones.",
+    )
     transaction_timeout_seconds: PositiveFloat = Field(
         10.0,
         description="How long the broker waits before aborting a crashed worker's open "

@@ -1,6 +1,9 @@
 """The worker loop: poll in batches, run the stages, commit everything in one transaction.
 
-Commit order (one Kafka transaction per ``commit_interval_seconds``):
+Commit order (one Kafka transaction per ``commit_interval_seconds``, or sooner once it holds
+``max_transaction_records`` input records: a backlog is caught up in transactions of
+bounded size, since each holds its outputs, changelog and store writes in memory until it
+commits):
 
 1. each stage flushes: window records, latest records, deltas, dead letters into the outbox;
 2. each partition state's changes are serialised for its changelog partition;
@@ -103,6 +106,7 @@ class Worker:
         state_topic: Callable[[str], str],
         commit_interval_seconds: float = 0.2,
         max_poll_records: int = 5000,
+        max_transaction_records: int = 50_000,
         transaction_timeout_seconds: float = 10.0,
         session_timeout_seconds: float = 10.0,
         on_commit: CommitObserver | None = None,
@@ -121,6 +125,8 @@ class Worker:
         self._state_topic = state_topic
         self._interval = commit_interval_seconds
         self._max_poll_records = max_poll_records
+        self._max_transaction_records = max_transaction_records
+        self._uncommitted_records = 0  # input records processed since the last _prepare
         self._transaction_timeout_ms = int(transaction_timeout_seconds * 1000)
         self._session_timeout_ms = int(session_timeout_seconds * 1000)
         self._on_commit = on_commit
@@ -302,7 +308,11 @@ class Worker:
             for tp, records in _by_partition(messages).items():
                 await self._process(tp, records)
             in_flight = self._in_flight is not None and not self._in_flight.done()
-            if not in_flight and time.monotonic() - last_commit >= self._interval:
+            # a full transaction waits for the one in flight rather than keep growing: what a
+            # transaction holds in memory (outputs, changelog, unpersisted store writes) is
+            # bounded by max_transaction_records, not by how far behind the commits are
+            full = self._uncommitted_records >= self._max_transaction_records
+            if full or (not in_flight and time.monotonic() - last_commit >= self._interval):
                 await self._settle_in_flight()
                 self._start_commit()
                 last_commit = time.monotonic()
@@ -333,6 +343,7 @@ class Worker:
                     raise
                 guard.clear()
         self.processed_records += len(records)
+        self._uncommitted_records += len(records)
         position = self._positions[tp] = records[-1].offset + 1
         self._changed.add(tp)
         timestamp = records[0].timestamp
@@ -368,6 +379,7 @@ class Worker:
         if not self._changed and not self._outbox.messages:
             return None
         out, self._outbox = self._outbox, Outbox()
+        self._uncommitted_records = 0
         now = time.time()
         for (stage_name, _), state in self.states.items():  # 1
             self._stage_by_name(stage_name).flush(state, out, now)
@@ -632,6 +644,7 @@ class Worker:
         self._oldest_ts.clear()
         self._lag.clear()
         self._outbox = Outbox()
+        self._uncommitted_records = 0
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.ready.clear)
 

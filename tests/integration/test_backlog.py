@@ -244,3 +244,39 @@ async def test_a_worker_restarted_mid_backlog_resumes_the_windows(
     assert_windows_are_the_truth(await final_windows(settings), traffic)
     total, _, _ = await too_late(settings, registry)
     assert total == LATE_SPEND + LATE_CLICKS
+
+
+async def test_a_backlog_is_caught_up_in_transactions_of_bounded_size(
+    make_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    """``max_transaction_records`` bounds what one transaction holds in memory until it
+    commits: with a commit interval far longer than the catch-up, the cap alone closes the
+    transactions, none takes more than the cap plus one poll, and the windows are exact."""
+    cap, poll = 1000, 300
+    settings: Settings = make_settings(
+        max_transaction_records=cap,
+        max_poll_records=poll,
+        commit_interval_seconds=5.0,
+        **MATCHING,
+    )
+    t = settings.topics
+    edge = {t.clicks, t.conversions, t.spend}
+    records, traffic = generate(settings)
+    expected = expected_cumulative(traffic)
+    await create_topics(settings)
+    await produce(settings, records)
+    sizes: list[int] = []  # input records (edge topics) per committed transaction
+
+    class Sizes(Metrics):
+        def observe_commit(self, out: Any, *args: Any, **kwargs: Any) -> None:
+            sizes.append(sum(n for (topic, _), n in out.outcomes.items() if topic in edge))
+            super().observe_commit(out, *args, **kwargs)
+
+    async def done(_: Worker) -> bool:
+        return await caught_up(settings, expected)
+
+    await run_until(settings, done, Sizes(CollectorRegistry(), max_campaigns=20), limit=120)
+    assert_windows_are_the_truth(await final_windows(settings), traffic)
+    assert max(sizes) <= cap + poll, sizes
+    edge_records = sum(1 for r in records if r.topic_kind in ("click", "conversion", "spend"))
+    assert sum(1 for n in sizes if n >= cap) >= edge_records // (cap + poll) - 1, sizes
