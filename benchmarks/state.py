@@ -117,9 +117,10 @@ def curve(args: argparse.Namespace) -> None:
             args.store,
             root,
             RocksConfig(
-                settings.state_block_cache_bytes,
-                settings.state_write_buffer_bytes,
-                settings.state_max_write_buffers,
+                block_cache_bytes=settings.state_block_cache_bytes,
+                write_buffer_bytes=settings.state_write_buffer_bytes,
+                max_write_buffers=settings.state_max_write_buffers,
+                write_buffer_budget_bytes=settings.state_write_buffer_budget_bytes,
             ),
         )
         store: DurableStore = opener.open("bench-attribution-changelog", 0, 0, 0).store

@@ -117,9 +117,10 @@ def _worker(
             settings.state_store,
             settings.state_dir / "stores" / settings.worker_id,
             RocksConfig(
-                settings.state_block_cache_bytes,
-                settings.state_write_buffer_bytes,
-                settings.state_max_write_buffers,
+                block_cache_bytes=settings.state_block_cache_bytes,
+                write_buffer_bytes=settings.state_write_buffer_bytes,
+                max_write_buffers=settings.state_max_write_buffers,
+                write_buffer_budget_bytes=settings.state_write_buffer_budget_bytes,
             ),
         ),
         checkpoint_interval_seconds=settings.state_checkpoint_interval_seconds,

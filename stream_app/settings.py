@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         description="Where attribution keeps its keyed state (click index, seen ids, pending "
         "conversions, open clicks): `memory` (Python dicts, restored from the whole changelog "
         "on every assignment) or `rocksdb` (on disk under state_dir/stores/<worker_id>, memory "
-        "bounded by the three settings below; a restart replays only the changelog after the "
+        "bounded by the four settings below; a restart replays only the changelog after the "
         "store's checkpoint). docs/topology.md, State.",
     )
     state_block_cache_bytes: PositiveInt = Field(
@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     )
     state_max_write_buffers: PositiveInt = Field(
         2, description="rocksdb: memtables per store, the active one included."
+    )
+    state_write_buffer_budget_bytes: PositiveInt = Field(
+        64 * 1024 * 1024,
+        description="rocksdb: the memtables of every store of the process together (a write "
+        "buffer manager): past it the store being written flushes, so more partitions flush "
+        "sooner rather than hold more (soft: each store keeps its active memtable).",
     )
     state_checkpoint_interval_seconds: float = Field(
         1.0,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rocksdict import Cache
+from rocksdict import Cache, WriteBufferManager
 
 from .interface import DurableStore
 from .memory import MemoryStore
@@ -40,13 +40,14 @@ class Opened:
 
 class StoreOpener:
     """Opens stores under ``root`` (one directory per changelog partition); one block
-    cache shared by every store it opens."""
+    cache and one memtable budget shared by every store it opens."""
 
     def __init__(self, kind: StoreKind, root: Path, config: RocksConfig | None = None) -> None:
         self.kind = kind
         self.root = root
         self.config = config or RocksConfig()
         self._cache: Cache | None = None
+        self._write_buffers: WriteBufferManager | None = None
 
     def path(self, topic: str, partition: int) -> Path:
         return self.root / f"{topic}-{partition}"
@@ -54,9 +55,10 @@ class StoreOpener:
     def open(self, topic: str, partition: int, log_start: int, end: int) -> Opened:
         if self.kind == "memory":
             return Opened(MemoryStore(), log_start, False, "in-memory store")
-        if self._cache is None:
+        if self._cache is None or self._write_buffers is None:
             self._cache = Cache(self.config.block_cache_bytes)
-        options = rocks_options(self.config, self._cache)
+            self._write_buffers = WriteBufferManager(self.config.write_buffer_budget_bytes, False)
+        options = rocks_options(self.config, self._cache, self._write_buffers)
         path = self.path(topic, partition)
         try:
             store = RocksStore(path, topic, options)

@@ -11,8 +11,9 @@ database never holds what Kafka did not commit, and a ``kill -9`` at any point l
 at a committed changelog offset, or behind it.
 
 Memory: the block cache (shared by every store of the process, index and filter blocks
-included), the memtables (``write_buffer_bytes`` × ``max_write_buffers`` per store), and
-the in-memory layer (the writes of the transactions not yet persisted).
+included), the memtables (``write_buffer_bytes`` × ``max_write_buffers`` per store, and
+``write_buffer_budget_bytes`` for every store of the process together), and the in-memory
+layer (the writes of the transactions not yet persisted).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from rocksdict import (
     Rdict,
     ReadOptions,
     WriteBatch,
+    WriteBufferManager,
 )
 
 CHECKPOINT_KEY = b"\x00checkpoint"
@@ -54,8 +56,16 @@ Layers = dict[bytes, Layer]
 @dataclass(frozen=True, slots=True)
 class RocksConfig:
     block_cache_bytes: int = 64 << 20
+    """One block cache for every store of the process."""
     write_buffer_bytes: int = 16 << 20
+    """One memtable's size."""
     max_write_buffers: int = 2
+    """Memtables per store, the active one included."""
+    write_buffer_budget_bytes: int = 64 << 20
+    """Every store's memtables together (a RocksDB write buffer manager): a worker holding
+    more partitions, or more stages on stores, flushes sooner instead of using more memory.
+    Soft: each store keeps its active memtable (writers are not stalled: with stalls on,
+    a persist waited forever here)."""
 
 
 @functools.lru_cache(maxsize=4096)  # hour buckets repeat: most adds are hits
@@ -84,9 +94,12 @@ def _upper(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
-def rocks_options(config: RocksConfig, cache: Cache) -> Options:
+def rocks_options(config: RocksConfig, cache: Cache, manager: WriteBufferManager) -> Options:
+    """Options for one store: ``cache`` and ``manager`` are shared by every store of the
+    process, so the memory bound is the process's, whatever the number of stores."""
     options = Options(raw_mode=True)
     options.create_if_missing(True)
+    options.set_write_buffer_manager(manager)
     options.set_write_buffer_size(config.write_buffer_bytes)
     options.set_max_write_buffer_number(config.max_write_buffers)
     options.set_max_background_jobs(2)

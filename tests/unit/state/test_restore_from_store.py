@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import Cache
+from rocksdict import Cache, WriteBufferManager
 
 from stream_app.domain.attribution import Attribution, AttributionConfig, Scored
 from stream_app.domain.events import Click, Conversion
@@ -35,7 +35,9 @@ Changelog = list[tuple[str, Any]]
 
 
 def open_rocks(path: Path) -> RocksStore:
-    return RocksStore(path, "cl", rocks_options(RocksConfig(1 << 20, 1 << 20), Cache(1 << 20)))
+    config = RocksConfig(block_cache_bytes=1 << 20, write_buffer_bytes=1 << 20)
+    options = rocks_options(config, Cache(1 << 20), WriteBufferManager(1 << 30, False))
+    return RocksStore(path, "cl", options)
 
 
 def events(seed: int, n: int) -> list[Click | Conversion]:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rocksdict import Cache
+from rocksdict import Cache, WriteBufferManager
 
 from stream_app.state import DurableStore, MemoryStore
 from stream_app.state.opener import StoreOpener
@@ -16,7 +16,8 @@ SMALL = RocksConfig(block_cache_bytes=1 << 20, write_buffer_bytes=1 << 20)
 
 
 def open_rocks(path: Path, topic: str = "cl") -> RocksStore:
-    return RocksStore(path, topic, rocks_options(SMALL, Cache(1 << 20)))
+    options = rocks_options(SMALL, Cache(1 << 20), WriteBufferManager(1 << 30, False))
+    return RocksStore(path, topic, options)
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -175,3 +176,35 @@ def test_a_store_whose_checkpoint_is_garbage_is_rebuilt(tmp_path: Path) -> None:
     assert not opened.local
     assert "unreadable" in opened.why
     opened.store.close()
+
+
+def memtables_held(budget: int, tmp_path: Path) -> int:
+    """Bytes in the memtables of four stores of one opener after 8 MiB written to each,
+    with 16 MiB memtables and ``budget`` for all of them together."""
+    config = RocksConfig(
+        block_cache_bytes=1 << 20, write_buffer_bytes=16 << 20, write_buffer_budget_bytes=budget
+    )
+    opener = StoreOpener("rocksdb", tmp_path, config)
+    stores = [opener.open("cl", p, 0, 0).store for p in range(4)]
+    value = "x" * 1000
+    for offset in range(1, 9):
+        for store in stores:
+            table = store.table("t")
+            for i in range(1024):  # 1 MiB per store per round
+                table.put(f"{offset}-{i}", value)
+            store.commit(store.seal(), offset)
+    held = sum(
+        store._db.property_int_value("rocksdb.cur-size-all-mem-tables")  # type: ignore[attr-defined]
+        for store in stores
+    )
+    for store in stores:
+        store.close()
+    return int(held)
+
+
+def test_every_store_s_memtables_together_stay_within_the_budget(tmp_path: Path) -> None:
+    """A 4 MiB budget for four stores is flushed as it fills (measured: 8 MiB held, each
+    store keeping its active memtable); without it the memtables hold what was written."""
+    budget = 4 << 20
+    assert memtables_held(budget, tmp_path / "budget") <= 3 * budget
+    assert memtables_held(1 << 30, tmp_path / "none") >= 32 << 20
