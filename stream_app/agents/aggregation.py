@@ -34,6 +34,7 @@ from ..domain.windows import Aggregation, AggregationConfig
 from ..engine.stage import Outbox
 from ..learning import ConversionConfig, RoiForecaster
 from ..settings import Settings
+from ..state import MemoryStore, StateStore
 from .base import EdgeDecoder, Record
 from .quality import quality_record, record_key
 
@@ -45,7 +46,12 @@ T = TypeVar("T")
 
 
 class PartitionAggregation(Aggregation):
-    """One campaign partition's windows, totals, ROI forecaster and bidding state."""
+    """One campaign partition's windows, totals, ROI forecaster and bidding state.
+
+    Windows live in ``store`` (:class:`~stream_app.domain.windows.Aggregation`); the
+    bidding and alerting books stay in memory (bounded by campaigns, not by time), with a
+    copy of their changelog records in the store to rebuild them from a reused store.
+    """
 
     def __init__(
         self,
@@ -55,12 +61,14 @@ class PartitionAggregation(Aggregation):
         conversion_model_version: str | None = None,
         bidding: BiddingConfig | None = None,
         alerting: AlertConfig | None = None,
+        store: StateStore | None = None,
     ) -> None:
-        super().__init__(config, forecaster, conversion_model_version)
-        self.partition = partition
-        self.reported_samples = 0
+        # before the base constructor: it restores them from a reused store
         self.bids = BidBook(bidding or BiddingConfig(), config.currency)
         self.alerts = AlertBook(alerting or AlertConfig(), config.currency)
+        super().__init__(config, forecaster, conversion_model_version, store)
+        self.partition = partition
+        self.reported_samples = 0
 
     def on_spend(self, spend: Spend, amount: float) -> Outcome:
         outcome = super().on_spend(spend, amount)
@@ -104,8 +112,8 @@ class PartitionAggregation(Aggregation):
         campaign = self.campaigns.get(campaign_id)
         if campaign is None:
             return None, BidInputs()
-        last = self.windows.get((campaign_id, campaign.last_window_start or -1.0))
-        closed = self.windows.get((campaign_id, campaign.last_closed_start or -1.0))
+        last = self.window(campaign_id, campaign.last_window_start or -1.0)
+        closed = self.window(campaign_id, campaign.last_closed_start or -1.0)
         scored = self.conversion_model_version is not None
         return campaign.totals, BidInputs(
             roi_nowcast=last.totals.roi_nowcast() if last is not None and scored else None,
@@ -115,15 +123,17 @@ class PartitionAggregation(Aggregation):
         )
 
     def changes(self) -> list[Change]:
-        return super().changes() + self.bids.changes() + self.alerts.changes()
+        books = self.bids.changes() + self.alerts.changes()
+        self.keep(books)
+        return super().changes() + books
 
-    def restore(self, key: str, value: Any) -> None:
+    def _restore_record(self, key: str, value: Any) -> None:
         if self.bids.owns(key):
             self.bids.restore(key, value)
         elif self.alerts.owns(key):
             self.alerts.restore(key, value)
         else:
-            super().restore(key, value)
+            super()._restore_record(key, value)
 
 
 def bidding_config(settings: Settings) -> BiddingConfig:
@@ -197,9 +207,13 @@ class AggregationAgent:
         self._edge = EdgeDecoder({t.spend: "spend"}, currencies, t.dead_letter, settings.worker_id)
 
     def new_state(self, partition: int) -> PartitionAggregation:
+        return self.new_stored_state(partition, MemoryStore())
+
+    def new_stored_state(self, partition: int, store: StateStore) -> PartitionAggregation:
+        """The partition's state over ``store`` (the engine's, on disk when configured)."""
         if not self._models:
             return PartitionAggregation(
-                partition, self._config, bidding=self._bidding, alerting=self._alerting
+                partition, self._config, bidding=self._bidding, alerting=self._alerting, store=store
             )
         return PartitionAggregation(
             partition,
@@ -208,6 +222,7 @@ class AggregationAgent:
             ConversionConfig().version,
             self._bidding,
             self._alerting,
+            store,
         )
 
     def process(self, state: PartitionAggregation, records: Sequence[Record], out: Outbox) -> None:

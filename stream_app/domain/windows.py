@@ -24,16 +24,28 @@ With a forecaster, each window is forecast when it *closes* (its own events are 
 conversions are still arriving) from what is known then, and the forecaster learns the
 window's realised ROI when it *matures* (its attribution window has passed and it is
 dropped). The inputs seen at close are kept with the window, so learning uses them.
+
+State: windows live in a :class:`~stream_app.state.StateStore` (in memory by default,
+RocksDB in the worker when configured), because they are kept for the whole attribution
+window (7 days by default: ~2.8 KB per campaign-minute). Only the windows not yet closed
+and those changed since the last :meth:`Aggregation.changes` stay in memory as objects; a
+closed window is written to the store once per transaction and dropped from memory, and
+read back when a late conversion lands in it. Cumulative totals per campaign, the
+forecaster and the sources stay in memory (bounded by campaigns, not by time); a copy of
+their last changelog records in the store rebuilds them when a reused store is opened.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..learning import ForecastInputs, RoiForecaster
+from ..state import MemoryStore, StateStore
 from .dedup import Deduplicator
 from .events import Spend
 from .journal import Change, restore_model
@@ -133,20 +145,67 @@ class CampaignState:
     last_matured_roi: float | None = None
 
 
+WindowKey = tuple[str, float]
+
+
+def _store_key(campaign_id: str, start: float) -> str:
+    """A window's key in the store: its changelog key without the ``w|``."""
+    return f"{campaign_id}|{start}"
+
+
+def _parse_key(store_key: str) -> WindowKey:
+    campaign_id, start = store_key.rsplit("|", 1)
+    return campaign_id, float(start)
+
+
+class Windows(Mapping[WindowKey, WindowState]):
+    """Every window held, in memory or in the store: a read-only view for tests and
+    diagnostics (iterating it scans the store). A window read from the store is a copy."""
+
+    def __init__(self, aggregation: Aggregation) -> None:
+        self._agg = aggregation
+
+    def __getitem__(self, key: WindowKey) -> WindowState:
+        window = self._agg.window(*key)
+        if window is None:
+            raise KeyError(key)
+        return window
+
+    def __iter__(self) -> Iterator[WindowKey]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def _keys(self) -> list[WindowKey]:
+        return self._agg.window_keys()
+
+
 class Aggregation:
-    """Sums spend, reviews and attribution deltas into windows and cumulative totals."""
+    """Sums spend, reviews and attribution deltas into windows and cumulative totals.
+
+    Windows, their expiry index and the seen event ids live in ``store``; windows not yet
+    closed, and those changed since the last :meth:`changes`, also as objects in memory
+    (``_cache``), so no event reads or encodes the store: see the module docstring.
+
+    A subclass whose :meth:`_restore_record` needs its own attributes sets them before
+    calling this constructor: it rebuilds the in-memory state from a reused store.
+    """
 
     def __init__(
         self,
         config: AggregationConfig,
         forecaster: RoiForecaster | None = None,
         conversion_model_version: str | None = None,
+        store: StateStore | None = None,
     ) -> None:
+        store = store if store is not None else MemoryStore()
         self.config = config
         self.forecaster = forecaster
         self.conversion_model_version = conversion_model_version
         self._forecaster_changed = False  # learnt since the last snapshot
         self._to_close: list[float] = []  # min-heap of window starts not yet closed
+        self._open_at: dict[float, set[str]] = {}  # campaigns per start, not yet closed
         # combined watermarks: the minimum over the active sources, never going back
         self.watermark = 0.0  # own events: spend, reviews, clicks
         self.conversion_watermark = 0.0
@@ -156,17 +215,66 @@ class Aggregation:
             self.sources[conversion_source(q)] = Source()
         self._sources_changed = False
         self._legacy_watermark = False  # restored a pre-sources "watermark" key
-        self.seen = Deduplicator("seen", config.dedup_horizon_seconds)
-        self.windows: dict[tuple[str, float], WindowState] = {}
+        self.seen = Deduplicator("seen", config.dedup_horizon_seconds, store)
+        # every window held: "campaign|start" -> WindowState.to_list(), as in the changelog
+        self._stored = store.table("window")
+        self._by_start = store.index("window|start")  # start -> campaign, for maturity
+        # keys of the stored windows not closed: a reused store puts them back in memory
+        self._open_stored = store.table("window|open")
+        self._marked: set[str] = set()  # the keys in _open_stored, in memory
+        self._cache: dict[WindowKey, WindowState] = {}
         self.campaigns: dict[str, CampaignState] = {}
-        self._starts: list[float] = []  # min-heap of window starts held, for expiry
-        self._campaigns_at: dict[float, set[str]] = {}
         # changed since the last emission, and emitted since the last changelog write
-        self._dirty_windows: set[tuple[str, float]] = set()
+        self._dirty_windows: set[WindowKey] = set()
         self._dirty_campaigns: set[str] = set()
-        self._unsaved_windows: set[tuple[str, float]] = set()
+        self._unsaved_windows: set[WindowKey] = set()
         self._unsaved_campaigns: set[str] = set()
         self._retention = config.attribution_window_seconds + config.allowed_lateness_seconds
+        # the last changelog record of every key held only in memory (campaigns, the
+        # forecaster, watermarks, sources, a subclass's): rebuilt from here on a reuse
+        self._kept = store.table("kept")
+        self._reloading = False
+        self._reload()
+
+    def _reload(self) -> None:
+        """Rebuild what lives only in memory from a reused store (nothing when it is new)."""
+        self._reloading = True
+        try:
+            for key in list(self._kept):
+                self._restore_record(key, self._kept.get(key))
+        finally:
+            self._reloading = False
+        for store_key in list(self._open_stored):
+            value = self._stored.get(store_key)
+            if value is None:  # matured meanwhile: a stale mark
+                self._open_stored.delete(store_key)
+                continue
+            self._marked.add(store_key)
+            window = WindowState.from_list(value)
+            if not window.closed:
+                self._keep_open(*_parse_key(store_key), window)
+
+    @property
+    def windows(self) -> Windows:
+        """Every window held (read-only; iterating scans the store)."""
+        return Windows(self)
+
+    def window(self, campaign_id: str, start: float) -> WindowState | None:
+        """The window, from memory or else read from the store (a copy: not kept)."""
+        window = self._cache.get((campaign_id, start))
+        if window is not None:
+            return window
+        value = self._stored.get(_store_key(campaign_id, start))
+        return None if value is None else WindowState.from_list(value)
+
+    def window_keys(self) -> list[WindowKey]:
+        """The keys of every window held, sorted (scans the store)."""
+        keys = set(self._cache) | {_parse_key(k) for k in self._stored}
+        return sorted(keys)
+
+    def cached_windows(self) -> int:
+        """Windows held as objects in memory (open, or changed since the last changes())."""
+        return len(self._cache)
 
     # -- events -------------------------------------------------------------------------
     def on_spend(self, spend: Spend, amount: float) -> Outcome:
@@ -268,24 +376,35 @@ class Aggregation:
             campaign.too_late_events += events
             return Outcome.TOO_LATE
         key = (campaign_id, start)
-        window = self.windows.get(key)
-        if window is None:
-            window = self.windows[key] = WindowState()
-            self._hold(campaign_id, start)
+        window = self._cache.get(key)
+        if window is None:  # new, or closed and written to the store
+            window = self._load(campaign_id, start)
         window.totals.add(totals)
         self._dirty_windows.add(key)
         if campaign.last_window_start is None or start > campaign.last_window_start:
             campaign.last_window_start = start
         return Outcome.ACCEPTED
 
-    def _hold(self, campaign_id: str, start: float) -> None:
-        held = self._campaigns_at.get(start)
+    def _load(self, campaign_id: str, start: float) -> WindowState:
+        """The window from the store into memory, or a new one (open, indexed for expiry)."""
+        value = self._stored.get(_store_key(campaign_id, start))
+        if value is not None:
+            window = self._cache[(campaign_id, start)] = WindowState.from_list(value)
+            return window
+        window = WindowState()
+        self._by_start.add(start, campaign_id)
+        self._keep_open(campaign_id, start, window)
+        return window
+
+    def _keep_open(self, campaign_id: str, start: float, window: WindowState) -> None:
+        """Hold a window not yet closed in memory until it closes."""
+        self._cache[(campaign_id, start)] = window
+        held = self._open_at.get(start)
         if held is None:
-            held = self._campaigns_at[start] = set()
-            heapq.heappush(self._starts, start)
+            held = self._open_at[start] = set()
         if campaign_id not in held:  # per window: one may open after its start closed
             heapq.heappush(self._to_close, start)
-        held.add(campaign_id)
+            held.add(campaign_id)
 
     # -- event time ---------------------------------------------------------------------
     def advance(self, now: float) -> None:
@@ -340,9 +459,9 @@ class Aggregation:
             start = heapq.heappop(self._to_close)
             while self._to_close and self._to_close[0] == start:
                 heapq.heappop(self._to_close)
-            for campaign_id in sorted(self._campaigns_at.get(start, ())):
-                window = self.windows[(campaign_id, start)]
-                if not window.closed:
+            for campaign_id in sorted(self._open_at.pop(start, ())):
+                window = self._cache.get((campaign_id, start))
+                if window is not None and not window.closed:  # else matured or restored
                     self._close(campaign_id, start, window)
 
     def _close(self, campaign_id: str, start: float, window: WindowState) -> None:
@@ -384,8 +503,9 @@ class Aggregation:
             self._forecaster_changed = True
 
     # -- outputs ------------------------------------------------------------------------
-    def _window_record(self, campaign_id: str, start: float, now: float) -> WindowRoi:
-        window = self.windows[(campaign_id, start)]
+    def _window_record(
+        self, campaign_id: str, start: float, window: WindowState, now: float
+    ) -> WindowRoi:
         return WindowRoi(
             campaign_id=campaign_id,
             window_start=start,
@@ -413,8 +533,9 @@ class Aggregation:
         """New revisions of every window and campaign changed since the last drain."""
         windows = []
         for key in sorted(self._dirty_windows):
-            self.windows[key].revision += 1
-            windows.append(self._window_record(*key, now))
+            window = self._cache[key]  # changed: in memory until the next changes()
+            window.revision += 1
+            windows.append(self._window_record(*key, window, now))
         latest = []
         for campaign_id in sorted(self._dirty_campaigns):
             campaign = self.campaigns[campaign_id]
@@ -440,22 +561,24 @@ class Aggregation:
         return windows, latest
 
     def _held_record(self, campaign_id: str, start: float | None, now: float) -> WindowRoi | None:
-        if start is None or (campaign_id, start) not in self.windows:
+        window = None if start is None else self.window(campaign_id, start)
+        if window is None or start is None:
             return None
-        return self._window_record(campaign_id, start, now)
+        return self._window_record(campaign_id, start, window, now)
 
     # -- state --------------------------------------------------------------------------
     def changes(self) -> list[Change]:
-        """Changelog records for what changed since the last call (after drain_emissions)."""
-        out: list[Change] = []
-        for campaign_id, start in self._unsaved_windows:
-            w = self.windows[(campaign_id, start)]
-            out.append((f"w|{campaign_id}|{start}", w.to_list()))
-        self._unsaved_windows = set()
+        """Changelog records for what changed since the last call (after drain_emissions).
+
+        Each changed window is written to the store here, once per transaction, and a
+        closed one then leaves memory.
+        """
+        out = self._window_changes()
         out.extend(self._expire())  # matures windows: campaigns and the forecaster change
+        kept: list[Change] = []
         for campaign_id in self._unsaved_campaigns:
             c = self.campaigns[campaign_id]
-            out.append(
+            kept.append(
                 (
                     f"c|{campaign_id}",
                     [
@@ -470,32 +593,124 @@ class Aggregation:
             )
         self._unsaved_campaigns = set()
         if self.forecaster is not None and self._forecaster_changed:
-            out.append((FORECAST_MODEL_KEY, self.forecaster.to_state()))
+            kept.append((FORECAST_MODEL_KEY, self.forecaster.to_state()))
             self._forecaster_changed = False
+        out.extend(kept)
         out.extend(self.seen.expire(self.watermark))
         out.extend(self.seen.changes())
-        out.append(("watermarks", [self.watermark, self.conversion_watermark]))
+        marks: list[Change] = [("watermarks", [self.watermark, self.conversion_watermark])]
         if self._sources_changed:
             progress = {n: s.watermark for n, s in self.sources.items() if s.watermark is not None}
-            out.append(("sources", progress))
+            marks.append(("sources", progress))
             self._sources_changed = False
         if self._legacy_watermark:  # replaced by the two keys above
-            out.append(("watermark", None))
+            marks.append(("watermark", None))
             self._legacy_watermark = False
+        out.extend(marks)
+        self.keep(kept)
+        self.keep(marks)
         return out
 
+    def keep(self, records: Iterable[Change]) -> None:
+        """Copy changelog records of state held only in memory into the store, so that
+        opening a reused store rebuilds that state (:meth:`_reload`)."""
+        put, delete = self._kept.put, self._kept.delete
+        for key, value in records:
+            if value is None:
+                delete(key)
+            else:
+                put(key, value)
+
+    def _window_changes(self) -> list[Change]:
+        """The emitted windows' records, each written to the store; closed ones leave memory."""
+        out: list[Change] = []
+        cache, dirty, put = self._cache, self._dirty_windows, self._stored.put
+        for key in self._unsaved_windows:
+            window = cache[key]
+            value = window.to_list()
+            store_key = _store_key(*key)
+            out.append(("w|" + store_key, value))
+            put(store_key, value)
+            self._mark(store_key, not window.closed)
+            if window.closed and key not in dirty:
+                del cache[key]
+        self._unsaved_windows = set()
+        return out
+
+    def _mark(self, store_key: str, is_open: bool) -> None:
+        """Keep the store's list of open windows in step (only when it changes)."""
+        if is_open:
+            if store_key not in self._marked:
+                self._open_stored.put(store_key, 1)
+                self._marked.add(store_key)
+        elif store_key in self._marked:
+            self._open_stored.delete(store_key)
+            self._marked.discard(store_key)
+
     def _expire(self) -> list[Change]:
-        """Drop windows no event can change any more (the cumulative totals stay)."""
+        """Drop windows no event can change any more (the cumulative totals stay).
+
+        Pops the expiry index; an entry whose window is gone (a tombstone restored, a
+        window never written) is skipped, as with a lazy heap.
+        """
         out: list[Change] = []
         last_open = self._matured_until() - self.config.window_size_seconds
-        while self._starts and self._starts[0] <= last_open:
-            start = heapq.heappop(self._starts)
-            for campaign_id in sorted(self._campaigns_at.pop(start, ())):
-                self._mature(campaign_id, self.windows.pop((campaign_id, start)))
-                out.append((f"w|{campaign_id}|{start}", None))
+        for start, campaign_id in self._by_start.pop_before(math.nextafter(last_open, math.inf)):
+            key = (campaign_id, start)
+            window = self._cache.pop(key, None)
+            store_key = _store_key(campaign_id, start)
+            if window is None:
+                value = self._stored.get(store_key)
+                if value is None:
+                    continue
+                window = WindowState.from_list(value)
+            self._mature(campaign_id, window)
+            self._stored.delete(store_key)
+            self._mark(store_key, False)
+            self._dirty_windows.discard(key)
+            out.append((f"w|{store_key}", None))
         return out
 
     def restore(self, key: str, value: Any) -> None:
+        """Apply one changelog record, in offset order; ``value`` None is a tombstone.
+
+        Writes what the record means into the store, so a store reused after a restart
+        replays only the records after its checkpoint.
+        """
+        if key.startswith("w|"):
+            self._restore_window(key[2:], value)
+        elif self.seen.owns(key):
+            self.seen.restore(key, value)
+        else:
+            self._restore_record(key, value)
+            if not self._reloading:
+                self.keep([(key, value)])
+
+    def _restore_window(self, store_key: str, value: list[Any] | None) -> None:
+        campaign_id, start = _parse_key(store_key)
+        if value is None:
+            self._stored.delete(store_key)
+            self._cache.pop((campaign_id, start), None)
+            self._mark(store_key, False)
+            return
+        if store_key not in self._stored:
+            self._by_start.add(start, campaign_id)
+        self._stored.put(store_key, value)
+        window = WindowState.from_list(value)
+        if window.closed:
+            self._cache.pop((campaign_id, start), None)
+        else:
+            self._keep_open(campaign_id, start, window)
+        self._mark(store_key, not window.closed)
+
+    def _restore_record(self, key: str, value: Any) -> None:
+        """Apply a record of state held only in memory (a subclass adds its own keys)."""
+        if value is None:  # a tombstone: only the pre-sources "watermark" has them
+            if key.startswith("c|"):
+                self.campaigns.pop(key[2:], None)
+            elif key == "watermark":
+                self._legacy_watermark = False
+            return
         if key == "watermarks":
             own, conversions = value
             self.watermark = max(self.watermark, float(own))
@@ -510,13 +725,6 @@ class Aggregation:
             self.watermark = max(self.watermark, float(value))
             self.conversion_watermark = max(self.conversion_watermark, float(value))
             self._legacy_watermark = True
-        elif self.seen.owns(key):
-            self.seen.restore(key, value)
-        elif key.startswith("w|"):
-            campaign_id, start_s = key[2:].rsplit("|", 1)
-            start = float(start_s)
-            self.windows[(campaign_id, start)] = WindowState.from_list(value)
-            self._hold(campaign_id, start)
         elif key.startswith("c|"):
             totals, revision, last, too_late, last_closed, last_matured = value
             self.campaigns[key[2:]] = CampaignState(
