@@ -223,6 +223,11 @@ class Aggregation:
         self._open_stored = store.table("window|open")
         self._marked: set[str] = set()  # the keys in _open_stored, in memory
         self._cache: dict[WindowKey, WindowState] = {}
+        # The in-memory store keeps values as they are and is never reused (it has no
+        # position): it holds the WindowState objects themselves, nothing leaves memory,
+        # and nothing is kept for a reload — the old dicts' cost. Any other store holds
+        # lists; closed windows leave memory, and reopening the store rebuilds the rest.
+        self._in_memory = isinstance(store, MemoryStore)
         self.campaigns: dict[str, CampaignState] = {}
         # changed since the last emission, and emitted since the last changelog write
         self._dirty_windows: set[WindowKey] = set()
@@ -238,6 +243,8 @@ class Aggregation:
 
     def _reload(self) -> None:
         """Rebuild what lives only in memory from a reused store (nothing when it is new)."""
+        if self._in_memory:
+            return
         self._reloading = True
         try:
             for key in list(self._kept):
@@ -250,7 +257,7 @@ class Aggregation:
                 self._open_stored.delete(store_key)
                 continue
             self._marked.add(store_key)
-            window = WindowState.from_list(value)
+            window = self._unpack(value)
             if not window.closed:
                 self._keep_open(*_parse_key(store_key), window)
 
@@ -260,12 +267,16 @@ class Aggregation:
         return Windows(self)
 
     def window(self, campaign_id: str, start: float) -> WindowState | None:
-        """The window, from memory or else read from the store (a copy: not kept)."""
+        """The window, from memory or else read from the store (on disk: a copy, not kept
+        in memory)."""
         window = self._cache.get((campaign_id, start))
         if window is not None:
             return window
         value = self._stored.get(_store_key(campaign_id, start))
-        return None if value is None else WindowState.from_list(value)
+        return None if value is None else self._unpack(value)
+
+    def _unpack(self, value: Any) -> WindowState:
+        return value if self._in_memory else WindowState.from_list(value)
 
     def window_keys(self) -> list[WindowKey]:
         """The keys of every window held, sorted (scans the store)."""
@@ -386,14 +397,22 @@ class Aggregation:
         return Outcome.ACCEPTED
 
     def _load(self, campaign_id: str, start: float) -> WindowState:
-        """The window from the store into memory, or a new one (open, indexed for expiry)."""
-        value = self._stored.get(_store_key(campaign_id, start))
-        if value is not None:
-            window = self._cache[(campaign_id, start)] = WindowState.from_list(value)
-            return window
-        window = WindowState()
+        """The window from the store into memory, or a new one (open, indexed for expiry).
+
+        With the in-memory store every window is in memory already: none is looked up.
+        """
+        if not self._in_memory:
+            value = self._stored.get(_store_key(campaign_id, start))
+            if value is not None:
+                window = self._cache[(campaign_id, start)] = WindowState.from_list(value)
+                return window
+        window = self._cache[(campaign_id, start)] = WindowState()
         self._by_start.add(start, campaign_id)
-        self._keep_open(campaign_id, start, window)
+        held = self._open_at.get(start)
+        if held is None:
+            held = self._open_at[start] = set()
+        heapq.heappush(self._to_close, start)  # new: not in ``held``
+        held.add(campaign_id)
         return window
 
     def _keep_open(self, campaign_id: str, start: float, window: WindowState) -> None:
@@ -614,6 +633,8 @@ class Aggregation:
     def keep(self, records: Iterable[Change]) -> None:
         """Copy changelog records of state held only in memory into the store, so that
         opening a reused store rebuilds that state (:meth:`_reload`)."""
+        if self._in_memory:
+            return
         put, delete = self._kept.put, self._kept.delete
         for key, value in records:
             if value is None:
@@ -625,20 +646,30 @@ class Aggregation:
         """The emitted windows' records, each written to the store; closed ones leave memory."""
         out: list[Change] = []
         cache, dirty, put = self._cache, self._dirty_windows, self._stored.put
+        in_memory, marked = self._in_memory, self._marked
         for key in self._unsaved_windows:
             window = cache[key]
             value = window.to_list()
             store_key = _store_key(*key)
             out.append(("w|" + store_key, value))
+            if in_memory:
+                put(store_key, window)
+                continue
             put(store_key, value)
-            self._mark(store_key, not window.closed)
             if window.closed and key not in dirty:
                 del cache[key]
+            if window.closed:
+                if store_key in marked:
+                    self._mark(store_key, False)
+            elif store_key not in marked:
+                self._mark(store_key, True)
         self._unsaved_windows = set()
         return out
 
     def _mark(self, store_key: str, is_open: bool) -> None:
         """Keep the store's list of open windows in step (only when it changes)."""
+        if self._in_memory:
+            return
         if is_open:
             if store_key not in self._marked:
                 self._open_stored.put(store_key, 1)
@@ -663,7 +694,7 @@ class Aggregation:
                 value = self._stored.get(store_key)
                 if value is None:
                     continue
-                window = WindowState.from_list(value)
+                window = self._unpack(value)
             self._mature(campaign_id, window)
             self._stored.delete(store_key)
             self._mark(store_key, False)
@@ -695,12 +726,14 @@ class Aggregation:
             return
         if store_key not in self._stored:
             self._by_start.add(start, campaign_id)
-        self._stored.put(store_key, value)
         window = WindowState.from_list(value)
-        if window.closed:
-            self._cache.pop((campaign_id, start), None)
-        else:
+        self._stored.put(store_key, window if self._in_memory else value)
+        if not window.closed:
             self._keep_open(campaign_id, start, window)
+        elif self._in_memory:
+            self._cache[(campaign_id, start)] = window
+        else:
+            self._cache.pop((campaign_id, start), None)
         self._mark(store_key, not window.closed)
 
     def _restore_record(self, key: str, value: Any) -> None:

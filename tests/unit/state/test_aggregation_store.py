@@ -180,9 +180,10 @@ def test_memory_and_rocksdb_stores_give_the_same_outputs_and_changelog(tmp_path:
             messages, token = transact(agent, state, batch, next(times), log, store)
             store.commit(token, len(log))
             sent.append(messages)
-        runs.append((sent, log, len(state.windows), state.cached_windows()))
+        runs.append((sent, log, len(state.windows)))
     assert runs[0] == runs[1]
-    sent, log, held, cached = runs[0]
+    sent, log, held = runs[0]
+    cached = state.cached_windows()  # on disk: only the open ones stay in memory
     assert sum(1 for k, v in log if k.startswith("w|") and v is None) > 50  # windows matured
     assert sum(1 for m in sent for topic, *_ in m if topic == T.campaign_roi) > 500
     assert cached < held / 3
@@ -206,7 +207,8 @@ def test_a_late_conversion_into_a_closed_evicted_window_is_applied_and_re_emitte
     changes = dict(agg.changes())
     store.commit(store.seal(), 1)
     assert changes[f"w|c1|{start}"][2] is True  # written closed
-    assert agg.cached_windows() == 0  # and no longer held in memory
+    if isinstance(store, RocksStore):
+        assert agg.cached_windows() == 0  # no longer held in memory
     assert agg.windows[("c1", start)].totals.clicks == 5  # but in the store
 
     conversion = Totals(conversions=2, revenue=30.0)
@@ -222,17 +224,18 @@ def test_a_late_conversion_into_a_closed_evicted_window_is_applied_and_re_emitte
     value = dict(agg.changes())[f"w|c1|{start}"]
     assert value[0] == Totals(clicks=5, conversions=2, revenue=30.0).to_list()
     assert value[1] == 2
-    assert agg.cached_windows() == 0
+    if isinstance(store, RocksStore):
+        assert agg.cached_windows() == 0  # read back, changed, written, dropped again
     assert agg.windows[("c1", start)].revision == 2
     store.close()
 
 
 def test_memory_holds_only_open_windows_while_closed_ones_pile_up_in_the_store(
-    make_store: Callable[[], DurableStore],
+    tmp_path: Path,
 ) -> None:
     """Four hours of minutes for six campaigns inside a 7-day attribution window: every
-    window is kept, but only the open ones (and none more) stay as objects in memory."""
-    store = make_store()
+    window is kept on disk, but only the open ones stay as objects in memory."""
+    store = open_rocks(tmp_path / "s")
     config = AggregationConfig(60, 30.0, 7 * 86400.0, 86400.0, "USD", upstream_partitions=1)
     agg = Aggregation(config, store=store)
     agg.advance(0.0)  # spend and reviews never report: idle from 30 s on
@@ -295,7 +298,7 @@ def test_a_reused_store_and_the_changelog_tail_continue_exactly(tmp_path: Path) 
     full = agent.new_stored_state(0, MemoryStore())
     replay(full, log, 0)
     assert len(log) - position[1] < len(log) / 3  # only the tail was read
-    assert local.cached_windows() == full.cached_windows()
+    assert local.cached_windows() < len(full.windows) / 3  # the open ones, from the store
     assert dict(local.windows) == dict(full.windows)
 
     # the reference's wall clock went on; the restored ones' sources restart at their
