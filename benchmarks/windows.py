@@ -4,13 +4,13 @@
     python benchmarks/windows.py run --store rocksdb             # one variant, its curve
 
 Drives the domain (:class:`stream_app.domain.windows.Aggregation`, no Kafka) as the worker
-does, with the default settings (60 s windows, 7-day attribution window: nothing matures
-in the run, so every window is kept). Per minute of event time, for each campaign: one
-spend event, one click delta into the current window and one conversion delta into a
-window on average an hour back (exponential, at most as far back as the run goes), so
-most conversions land in closed windows. Every minute is one transaction: ``advance``,
-``drain_emissions``, ``changes()`` serialised as the changelog would be (then dropped),
-the store sealed and persisted with an offset.
+does, with the default settings (60 s windows, 7-day attribution window: nothing matures in
+the run, so every window is kept; models on: each window is forecast at close). Per minute
+of event time, for each campaign: one spend event, one click delta into the current window
+and one conversion delta into a window on average an hour back (exponential, at most as far
+back as the run goes), so most conversions land in closed windows. Every minute is one
+transaction: ``advance``, ``drain_emissions``, ``changes()`` serialised as the changelog
+would be (then dropped), the store sealed and persisted with an offset.
 
 ``run`` prints RSS (VmRSS, after a ``gc.collect``) every ``--step`` minutes and the
 growth per 1,000 campaign-minutes from the first report to the last; with ``--trace``,
@@ -46,6 +46,7 @@ from stream_app.domain.events import Spend
 from stream_app.domain.records import CampaignDelta
 from stream_app.domain.roi import Totals
 from stream_app.domain.windows import Aggregation, AggregationConfig
+from stream_app.learning import ConversionConfig, RoiForecaster
 from stream_app.settings import Settings
 from stream_app.state.opener import StoreOpener
 from stream_app.state.rocks import RocksConfig
@@ -76,6 +77,8 @@ class Bench:
             upstream_partitions=1,
         )
         self.store: Any = None
+        # the worker's default (models on): closed windows carry their forecast inputs
+        models = (RoiForecaster(), ConversionConfig().version)
         if STORED:
             opener = StoreOpener(
                 kind,  # type: ignore[arg-type]
@@ -87,9 +90,9 @@ class Bench:
                 ),
             )
             self.store = opener.open("bench-aggregation-changelog", 0, 0, 0).store
-            self.agg = Aggregation(config, store=self.store)
+            self.agg = Aggregation(config, *models, store=self.store)
         else:
-            self.agg = Aggregation(config)
+            self.agg = Aggregation(config, *models)
         self.campaigns = [f"cmp-{i:04d}" for i in range(campaigns)]
         self.rng = random.Random(seed)
         self.minute = 0
