@@ -47,9 +47,11 @@ from .test_recovery import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(360)]
 
 RESTORED = re.compile(
-    r"restored attribution\[(\d+)\] \((.*?)\): (\d+) changelog records from offset (\d+) to (\d+)"
+    r"restored (attribution|aggregation)\[(\d+)\] \((.*?)\): "
+    r"(\d+) changelog records from offset (\d+) to (\d+)"
 )
 T0 = 1_767_225_600.0
+STAGES = ("attribution", "aggregation")
 
 
 class StoreWorkers(Workers):
@@ -76,11 +78,16 @@ class StoreWorkers(Workers):
         self.procs.append(proc)
         return proc
 
-    def restores(self, worker_id: str) -> list[tuple[int, str, int, int, int]]:
+    def restores(
+        self, worker_id: str, stage: str = "attribution"
+    ) -> list[tuple[int, str, int, int, int]]:
+        """The worker's restores of ``stage``'s partitions, in order: (partition, where
+        from, changelog records read, from offset, to offset)."""
         text = (Path(self.log_dir) / f"{worker_id}.log").read_text(errors="replace")
         return [
             (int(p), why, int(n), int(start), int(end))
-            for p, why, n, start, end in RESTORED.findall(text)
+            for name, p, why, n, start, end in RESTORED.findall(text)
+            if name == stage
         ]
 
     def store(self, worker_id: str, partition: int) -> Path:
@@ -113,18 +120,28 @@ def eager_workers(make_settings, tmp_path) -> Iterator[StoreWorkers]:  # type: i
         group.close()
 
 
-def changelog_end(settings: Settings, partition: int) -> int:
+def changelog_end(settings: Settings, partition: int, stage: str = "attribution") -> int:
     probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "t"})
     try:
-        tp = KafkaPartition(settings.state_topic("attribution"), partition)
+        tp = KafkaPartition(settings.state_topic(stage), partition)
         return int(probe.get_watermark_offsets(tp, timeout=10, cached=False)[1])
     finally:
         probe.close()
 
 
-async def until_restored(group: StoreWorkers, worker_id: str, count: int) -> None:
+def restore_counts(group: StoreWorkers, worker_id: str) -> dict[str, int]:
+    return {stage: len(group.restores(worker_id, stage)) for stage in STAGES}
+
+
+async def until_restored(
+    group: StoreWorkers, worker_id: str, count: int, since: dict[str, int] | None = None
+) -> None:
+    """Until the worker has logged ``count`` more restores than ``since`` of each
+    store-backed stage's partitions (attribution's and aggregation's)."""
+    since = since or {}
     for _ in range(600):
-        if len(group.restores(worker_id)) >= count:
+        counts = restore_counts(group, worker_id)
+        if all(counts[stage] >= since.get(stage, 0) + count for stage in STAGES):
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{worker_id} did not restore {count} partitions")
@@ -153,16 +170,24 @@ async def test_a_restart_with_a_current_store_replays_only_the_tail(
     assert all(why == "no local store" for _, why, *_ in workers.restores("w1"))
     await asyncio.sleep(8.0)  # the first run processed, persisted after its commits
     stop(proc)  # a clean stop persists the last commit: the store is current
-    ends = [changelog_end(settings, p) for p in range(settings.partitions)]
-    assert min(ends) > 10
+    ends = {
+        (stage, p): changelog_end(settings, p, stage)
+        for stage in STAGES
+        for p in range(settings.partitions)
+    }
+    assert min(ends.values()) > 10
+    for stage in STAGES:  # the first start restored nothing: the changelogs were empty
+        assert all(why == "no local store" for _, why, *_ in workers.restores("w1", stage))
     proc = workers.start("w1")
     await until_restored(workers, "w1", 2 * settings.partitions)
-    current = workers.restores("w1")[settings.partitions :]
-    for partition, why, records, start, end in current:
-        assert why.startswith("local store"), why
-        assert records == 0
-        assert start >= ends[partition] - 1
-        assert end >= start
+    for stage in STAGES:
+        current = workers.restores("w1", stage)[settings.partitions :]
+        assert len(current) == settings.partitions, stage
+        for partition, why, records, start, end in current:
+            assert why.startswith("local store"), (stage, why)
+            assert records == 0, stage
+            assert start >= ends[(stage, partition)] - 1, stage
+            assert end >= start
 
     # kill -9 mid-stream, three times: each restart replays only what came after the
     # store's last checkpoint (at most ~1 s of commits), never the whole changelog
@@ -174,12 +199,13 @@ async def test_a_restart_with_a_current_store_replays_only_the_tail(
         assert proc.poll() is None, "worker died on its own"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        seen = len(workers.restores("w1"))
+        seen = restore_counts(workers, "w1")
         proc = workers.start("w1")
-        await until_restored(workers, "w1", seen + settings.partitions)
-        for partition, why, records, start, end in workers.restores("w1")[seen:]:
-            assert why.startswith("local store"), why
-            assert records <= end - start < end, (partition, records, start, end)
+        await until_restored(workers, "w1", settings.partitions, seen)
+        for stage in STAGES:
+            for partition, why, records, start, end in workers.restores("w1", stage)[seen[stage] :]:
+                assert why.startswith("local store"), (stage, why)
+                assert records <= end - start < end, (stage, partition, records, start, end)
     second = await second_run
     await exact_in_the_end(settings, first, second)
     assert proc.poll() is None
@@ -199,12 +225,12 @@ async def test_a_deleted_or_corrupt_store_falls_back_to_a_full_restore(
     for f in workers.store("w1", 1).iterdir():  # corrupt: its manifest garbage
         if f.name.startswith(("CURRENT", "MANIFEST")):
             f.write_bytes(b"\x00not a manifest")
-    seen = len(workers.restores("w1"))
+    seen = restore_counts(workers, "w1")
     proc = workers.start("w1")
-    await until_restored(workers, "w1", seen + settings.partitions)
+    await until_restored(workers, "w1", settings.partitions, seen)
     again = {
         p: (why, records, start, end)
-        for p, why, records, start, end in workers.restores("w1")[seen:]
+        for p, why, records, start, end in workers.restores("w1")[seen["attribution"] :]
     }
     assert again[0][0] == "no local store"
     assert again[1][0].startswith("unreadable")
@@ -237,9 +263,9 @@ async def test_kill_9_with_a_store_persisted_after_every_commit_counts_everythin
         assert proc.poll() is None, "worker died on its own"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        seen = len(workers.restores("w1"))
+        seen = restore_counts(workers, "w1")
         proc = workers.start("w1")
-        await until_restored(workers, "w1", seen + settings.partitions)
+        await until_restored(workers, "w1", settings.partitions, seen)
     second = await second_run
     await exact_in_the_end(settings, first, second)
     local = [r for r in workers.restores("w1") if r[1].startswith("local store")]
@@ -295,10 +321,13 @@ async def test_a_partition_handed_over_and_back_replays_only_what_the_other_owne
     second = await generate_to_kafka(scenario(32, T0 + 120.0, 120.0), settings, rate=3000.0)
     await asyncio.sleep(4.0)  # w2 processed its share of the second run and committed
     handed_back = changelog_end(settings, moved)
-    seen = len(workers.restores("w1"))
+    seen = restore_counts(workers, "w1")
     stop(w2)  # w1 takes the partition back
-    await until_restored(workers, "w1", seen + settings.partitions)
-    back = {p: (why, n, start, end) for p, why, n, start, end in workers.restores("w1")[seen:]}
+    await until_restored(workers, "w1", settings.partitions, seen)
+    back = {
+        p: (why, n, start, end)
+        for p, why, n, start, end in workers.restores("w1")[seen["attribution"] :]
+    }
     why, records, start, end = back[moved]
     assert why.startswith("local store"), why
     assert handed_back > taken  # w2 wrote to the partition's changelog
