@@ -1,7 +1,9 @@
 """Aggregation's windows: memory per 1,000 campaign-minutes and CPU per delta, by store.
 
-    python benchmarks/windows.py compare --baseline /work/main   # old code, memory, rocksdb
-    python benchmarks/windows.py run --store rocksdb             # one variant, its curve
+    python benchmarks/windows.py compare --baseline ../old   # old code (a checkout), this code
+    PYTHONPATH=. python benchmarks/windows.py run --store rocksdb   # one variant, its curve
+
+(``run`` measures the ``stream_app`` it imports: put the checkout first on PYTHONPATH.)
 
 Drives the domain (:class:`stream_app.domain.windows.Aggregation`, no Kafka) as the worker
 does, with the default settings (60 s windows, 7-day attribution window: nothing matures in
@@ -12,7 +14,8 @@ back as the run goes), so most conversions land in closed windows. Every minute 
 transaction: ``advance``, ``drain_emissions``, ``changes()`` serialised as the changelog
 would be (then dropped), the store sealed and persisted with an offset.
 
-``run`` prints RSS (VmRSS, after a ``gc.collect``) every ``--step`` minutes and the
+``run`` prints RSS (VmRSS, after a ``gc.collect`` and a ``malloc_trim``, as the worker
+trims every 10 s) every ``--step`` minutes and the
 growth per 1,000 campaign-minutes from the first report to the last; with ``--trace``,
 the Python heap (tracemalloc: RocksDB's own memory is not in it) instead. Then the CPU:
 ``--rounds`` fresh runs of ``--cpu-minutes``, the median µs per delta (spend, click and
@@ -47,6 +50,7 @@ from stream_app.domain.records import CampaignDelta
 from stream_app.domain.roi import Totals
 from stream_app.domain.windows import Aggregation, AggregationConfig
 from stream_app.learning import ConversionConfig, RoiForecaster
+from stream_app.runner import release_free_memory
 from stream_app.settings import Settings
 from stream_app.state.opener import StoreOpener
 from stream_app.state.rocks import RocksConfig
@@ -54,6 +58,16 @@ from stream_app.state.rocks import RocksConfig
 T0 = 1_767_225_600.0
 _encode = msgspec.json.Encoder().encode
 STORED = "store" in inspect.signature(Aggregation).parameters  # False: the old code
+
+
+def rocks_usage(store: Any) -> tuple[float, float]:
+    """Block cache and memtable MB of a RocksDB store (both bounded by configuration)."""
+    db = getattr(store, "_db", None)
+    if db is None:
+        return 0.0, 0.0
+    cache = int(db.property_int_value("rocksdb.block-cache-usage") or 0)
+    memtables = int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
+    return cache / 2**20, memtables / 2**20
 
 
 def rss_mb() -> float:
@@ -153,17 +167,22 @@ def run(args: argparse.Namespace) -> None:
         gc.freeze()
         unit = "traced MB" if args.trace else "RSS MB"
         print(f"{name}: {args.campaigns} campaigns, 7-day window")
-        print(f"  minutes  campaign-minutes  {unit:>9}  cached windows")
+        print(f"  minutes  campaign-minutes  {unit:>9}  cached windows  rocks cache+memtables MB")
         points: list[tuple[int, float]] = []
         for _ in range(args.minutes):
             bench.feed_minute()
             if bench.minute % args.step == 0:
                 gc.collect()
+                release_free_memory()  # as the worker does every 10 s
                 mb = tracemalloc.get_traced_memory()[0] / 2**20 if args.trace else rss_mb()
                 cm = bench.minute * args.campaigns
                 points.append((cm, mb))
                 cached = bench.agg.cached_windows() if STORED else len(bench.agg.windows)
-                print(f"  {bench.minute:>7} {cm:>17,} {mb:>10.1f}  {cached:>14,}", flush=True)
+                rocks = sum(rocks_usage(bench.store))
+                print(
+                    f"  {bench.minute:>7} {cm:>17,} {mb:>10.1f}  {cached:>14,}  {rocks:>10.1f}",
+                    flush=True,
+                )
         bench.close()
         (c0, m0), (c1, m1) = points[0], points[-1]
         result["mb_per_1000"] = (m1 - m0) / (c1 - c0) * 1000 if c1 > c0 else float("nan")

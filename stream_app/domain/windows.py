@@ -27,7 +27,7 @@ dropped). The inputs seen at close are kept with the window, so learning uses th
 
 State: windows live in a :class:`~stream_app.state.StateStore` (in memory by default,
 RocksDB in the worker when configured), because they are kept for the whole attribution
-window (7 days by default: ~2.8 KB per campaign-minute). Only the windows not yet closed
+window (campaigns × 10,080 minutes for the default 7 days). Only the windows not yet closed
 and those changed since the last :meth:`Aggregation.changes` stay in memory as objects; a
 closed window is written to the store once per transaction and dropped from memory, and
 read back when a late conversion lands in it. Cumulative totals per campaign, the
