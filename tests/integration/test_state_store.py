@@ -175,7 +175,9 @@ async def test_a_restart_with_a_current_store_replays_only_the_tail(
         for stage in STAGES
         for p in range(settings.partitions)
     }
-    assert min(ends.values()) > 10
+    # both stages wrote (all the input is there at the start, so it takes a few large
+    # transactions: attribution's changelogs hold about ten records each)
+    assert min(ends.values()) > 5
     for stage in STAGES:  # the first start restored nothing: the changelogs were empty
         assert all(why == "no local store" for _, why, *_ in workers.restores("w1", stage))
     proc = workers.start("w1")
