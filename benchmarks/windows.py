@@ -98,9 +98,10 @@ class Bench:
                 kind,  # type: ignore[arg-type]
                 root,
                 RocksConfig(
-                    settings.state_block_cache_bytes,
-                    settings.state_write_buffer_bytes,
-                    settings.state_max_write_buffers,
+                    block_cache_bytes=settings.state_block_cache_bytes,
+                    write_buffer_bytes=settings.state_write_buffer_bytes,
+                    max_write_buffers=settings.state_max_write_buffers,
+                    write_buffer_budget_bytes=settings.state_write_buffer_budget_bytes,
                 ),
             )
             self.store = opener.open("bench-aggregation-changelog", 0, 0, 0).store

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from rocksdict import Cache
+from rocksdict import Cache, WriteBufferManager
 
 from stream_app.agents.aggregation import AggregationAgent, PartitionAggregation
 from stream_app.domain.records import CampaignDelta, ScoredReview
@@ -44,7 +44,9 @@ Batch = list[Record]
 
 
 def open_rocks(path: Path) -> RocksStore:
-    return RocksStore(path, "cl", rocks_options(RocksConfig(1 << 20, 1 << 20), Cache(1 << 20)))
+    config = RocksConfig(block_cache_bytes=1 << 20, write_buffer_bytes=1 << 20)
+    options = rocks_options(config, Cache(1 << 20), WriteBufferManager(1 << 30, False))
+    return RocksStore(path, "cl", options)
 
 
 def _spend(n: int, campaign: str, ts: float, amount: float) -> bytes:
