@@ -1,14 +1,12 @@
 """Rebuilding a partition's state from its compacted changelog before it processes.
 
-Synchronous on purpose: it runs inside the consumer's assignment callback, on the thread
-that polls, while librdkafka's own thread keeps the member's heartbeats going (so a long
-restore does not get the worker expelled; ``max.poll.interval.ms`` bounds it).
-
-Two ways: :func:`read_changelog` folds whole changelogs into dicts (states kept in memory:
-aggregation); :func:`replay_changelog` streams one changelog partition from an offset into
-a state backed by a store (attribution), persisting the store as it goes, so a restart
-with a current store reads only the records written after its checkpoint, and a full
-restore never holds the changelog in memory.
+Synchronous: the caller chooses the thread. Two ways: :func:`read_changelog` folds whole
+changelogs into dicts, inside the consumer's assignment callback (states kept in memory and
+small: the review stage's); :func:`replay_changelog` streams one changelog partition from an
+offset into a state backed by a store (attribution, aggregation), on a restore thread
+(:mod:`.restoring`), persisting the store as it goes, so a restart with a current store
+reads only the records written after its checkpoint, and a full restore never holds the
+changelog in memory.
 """
 
 from __future__ import annotations

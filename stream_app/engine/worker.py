@@ -30,7 +30,7 @@ changelog. A partition whose state cannot be restored is paused, never silently 
 the worker reports it in :meth:`Worker.health` (``/healthz``) and ``unrestored`` (a metric
 and an alert), logs why, and tries again at the next rebalance.
 
-Stages with a store-backed state (``new_stored_state``: attribution) get a store per
+Stages with a store-backed state (``new_stored_state``: attribution, aggregation) get a store per
 partition from the :class:`~stream_app.state.opener.StoreOpener`. Its writes are sealed
 with each transaction (step 2) and persisted with the changelog offset they reach only
 after the transaction committed (step 6, on the committer thread, at most every
@@ -42,7 +42,7 @@ partition's inputs paused; the loop keeps polling (so a long restore never reach
 ``max.poll.interval.ms``) and processing the partitions it already holds, and resumes each
 input once its state is in place. A rebalance meanwhile cancels
 the restore, whose store keeps the checkpoint it had reached. Plain changelog states
-(aggregation: small) restore inside the callback.
+(the review stage's topic bags: small) restore inside the callback.
 """
 
 from __future__ import annotations
