@@ -178,9 +178,7 @@ def produce_clicks(bootstrap: str, topic: str, n: int) -> None:
     producer = Producer(producer_config(bootstrap, {"linger.ms": 50, "batch.size": 1 << 20}))
     for i in range(n):
         c = click(i)
-        value = orjson.dumps(
-            {f: getattr(c, f) for f in c.__struct_fields__}  # type: ignore[attr-defined]
-        )
+        value = orjson.dumps({f: getattr(c, f) for f in c.__struct_fields__})
         while True:
             try:
                 producer.produce(topic, value, c.click_id.encode())
@@ -228,7 +226,7 @@ def restart(args: argparse.Namespace) -> None:
     settings = Settings(
         bootstrap_servers=info.bootstrap,
         app_id=env["STREAM_APP_APP_ID"],
-        partitions=args.partitions,  # type: ignore[call-arg]
+        partitions=args.partitions,
     )
     log = (work / "worker.log").open("ab")
 

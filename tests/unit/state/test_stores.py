@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def test_a_store_whose_checkpoint_is_garbage_is_rebuilt(tmp_path: Path) -> None:
 
 
 def memtables_held(budget: int, tmp_path: Path) -> int:
-    """Bytes in the memtables of four stores of one opener after 8 MiB written to each,
+    """Bytes in the memtables of four stores of one opener after 12 MiB written to each,
     with 16 MiB memtables and ``budget`` for all of them together."""
     config = RocksConfig(
         block_cache_bytes=1 << 20, write_buffer_bytes=16 << 20, write_buffer_budget_bytes=budget
@@ -187,24 +188,37 @@ def memtables_held(budget: int, tmp_path: Path) -> int:
     opener = StoreOpener("rocksdb", tmp_path, config)
     stores = [opener.open("cl", p, 0, 0).store for p in range(4)]
     value = "x" * 1000
-    for offset in range(1, 9):
+    for offset in range(1, 13):
         for store in stores:
             table = store.table("t")
             for i in range(1024):  # 1 MiB per store per round
                 table.put(f"{offset}-{i}", value)
             store.commit(store.seal(), offset)
-    held = sum(
-        store._db.property_int_value("rocksdb.cur-size-all-mem-tables")  # type: ignore[attr-defined]
-        for store in stores
-    )
+
+    def held() -> int:
+        return sum(
+            store._db.property_int_value("rocksdb.cur-size-all-mem-tables")  # type: ignore[attr-defined]
+            for store in stores
+        )
+
+    # flushes run in the background: wait until they are done (a loaded machine is slow)
+    deadline, last = time.monotonic() + 20, held()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = held()
+        if now == last:
+            break
+        last = now
     for store in stores:
         store.close()
-    return int(held)
+    return last
 
 
 def test_every_store_s_memtables_together_stay_within_the_budget(tmp_path: Path) -> None:
-    """A 4 MiB budget for four stores is flushed as it fills (measured: 8 MiB held, each
-    store keeping its active memtable); without it the memtables hold what was written."""
+    """A 4 MiB budget for four stores is flushed as it fills; without it the memtables hold
+    all 48 MiB written. The budget is soft (each store keeps its active memtable, flushes
+    run in the background): measured 8–17 MiB held, so the bound asserted is 5×."""
     budget = 4 << 20
-    assert memtables_held(budget, tmp_path / "budget") <= 3 * budget
-    assert memtables_held(1 << 30, tmp_path / "none") >= 32 << 20
+    held = memtables_held(budget, tmp_path / "budget")
+    assert held <= 5 * budget, f"{held / 2**20:.1f} MiB held"
+    assert memtables_held(1 << 30, tmp_path / "none") >= 44 << 20
