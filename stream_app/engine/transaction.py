@@ -17,6 +17,7 @@ implements and aiokafka does not:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,44 @@ def _retrying(
 
 class TransactionAborted(Exception):
     """The broker or the group coordinator refused the transaction, and it was aborted."""
+
+
+class CallStuck(Exception):
+    """A transactional call did not return in time, or after the session was given up."""
+
+
+def _unblocking(call: Callable[[], object], abandoned: Callable[[], bool], limit: float) -> None:
+    """``call()`` on a thread of its own, waited for until it returns, ``abandoned()`` says
+    the outcome no longer matters, or ``limit`` seconds pass (then :class:`CallStuck`).
+
+    librdkafka's transactional calls can block past their own timeout: after a broker
+    restart, ``send_offsets_to_transaction`` waited forever for a group coordinator request
+    (confluentinc/librdkafka#5456, #5511; seen here, the worker never rejoined). A stuck
+    call is left behind on its thread with its producer; the session ends, and the next
+    producer's ``init_transactions`` fences this one and aborts its transaction.
+    """
+    done: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            done.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            done.append(exc)
+
+    thread = threading.Thread(target=run, name="transaction-call", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + limit
+    while True:
+        thread.join(0.1)
+        if done:
+            if done[0] is not None:
+                raise done[0]
+            return
+        if abandoned():
+            raise CallStuck("the session was given up while a transactional call blocked")
+        if time.monotonic() > deadline:
+            raise CallStuck(f"a transactional call blocked for more than {limit:.0f} s")
 
 
 @dataclass(slots=True)
@@ -124,12 +163,13 @@ class TransactionalProducer:
             self._produce(txn.out.messages)
             self._produce(txn.changelog)
             positions = [KafkaPartition(t, p, offset) for (t, p), offset in txn.offsets.items()]
-            _retrying(
-                lambda: producer.send_offsets_to_transaction(positions, txn.group_metadata, 30),
-                RETRY_SECONDS,
-                self._abandoned,
+            self._call(
+                lambda: producer.send_offsets_to_transaction(positions, txn.group_metadata, 30)
             )
-            _retrying(lambda: producer.commit_transaction(30), RETRY_SECONDS, self._abandoned)
+            self._call(lambda: producer.commit_transaction(30))
+        except CallStuck as exc:  # the producer is unusable: no abort either
+            log.warning("transaction left open: %s", exc)
+            raise TransactionAborted(str(exc)) from exc
         except KafkaException as exc:
             error = exc.args[0]
             if error.fatal():  # fenced: our epoch was bumped (timed out, or a newer producer)
@@ -143,10 +183,23 @@ class TransactionalProducer:
             # gone for longer): abort, and the worker rejoins from the committed state
             log.warning("transaction failed (%s): aborting it", error.str())
             try:
-                _retrying(lambda: producer.abort_transaction(30), RETRY_SECONDS)
-            except KafkaException:
+                self._call(lambda: producer.abort_transaction(30), _never)
+            except (KafkaException, CallStuck):
                 log.exception("abort failed too; the broker aborts it after its timeout")
             raise TransactionAborted(error.str()) from exc
+
+    def _call(
+        self, call: Callable[[], object], abandoned: Callable[[], bool] | None = None
+    ) -> None:
+        """``call()`` retried on retriable errors for ``RETRY_SECONDS``, never blocking
+        longer than that in all, nor past ``abandoned()`` (:func:`_unblocking`)."""
+        given_up = self._abandoned if abandoned is None else abandoned
+        deadline = time.monotonic() + RETRY_SECONDS
+        _retrying(
+            lambda: _unblocking(call, given_up, max(1.0, deadline - time.monotonic())),
+            RETRY_SECONDS,
+            given_up,
+        )
 
     def _produce(self, messages: Sequence[Message]) -> None:
         produce, poll = self.producer.produce, self.producer.poll
