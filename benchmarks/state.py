@@ -46,10 +46,10 @@ import orjson
 from stream_app.domain.attribution import Attribution, AttributionConfig, Scored
 from stream_app.domain.events import Click, Conversion
 from stream_app.learning import click_features
+from stream_app.runner import rocks_config
 from stream_app.settings import Settings
 from stream_app.state import DurableStore
 from stream_app.state.opener import StoreOpener
-from stream_app.state.rocks import RocksConfig
 
 T0 = 1_767_225_600.0
 DEVICES, GEOS, CHANNELS = (
@@ -116,12 +116,7 @@ def curve(args: argparse.Namespace) -> None:
         opener = StoreOpener(
             args.store,
             root,
-            RocksConfig(
-                block_cache_bytes=settings.state_block_cache_bytes,
-                write_buffer_bytes=settings.state_write_buffer_bytes,
-                max_write_buffers=settings.state_max_write_buffers,
-                write_buffer_budget_bytes=settings.state_write_buffer_budget_bytes,
-            ),
+            rocks_config(settings),
         )
         store: DurableStore = opener.open("bench-attribution-changelog", 0, 0, 0).store
         state = Attribution(config, store=store)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from state import rocks_usage, rss_mb  # benchmarks/state.py
 
 from stream_app.domain.events import Spend
 from stream_app.domain.records import CampaignDelta
@@ -53,28 +54,10 @@ from stream_app.learning import ConversionConfig, RoiForecaster
 from stream_app.runner import release_free_memory
 from stream_app.settings import Settings
 from stream_app.state.opener import StoreOpener
-from stream_app.state.rocks import RocksConfig
 
 T0 = 1_767_225_600.0
 _encode = msgspec.json.Encoder().encode
 STORED = "store" in inspect.signature(Aggregation).parameters  # False: the old code
-
-
-def rocks_usage(store: Any) -> tuple[float, float]:
-    """Block cache and memtable MB of a RocksDB store (both bounded by configuration)."""
-    db = getattr(store, "_db", None)
-    if db is None:
-        return 0.0, 0.0
-    cache = int(db.property_int_value("rocksdb.block-cache-usage") or 0)
-    memtables = int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
-    return cache / 2**20, memtables / 2**20
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Bench:
@@ -94,15 +77,12 @@ class Bench:
         # the worker's default (models on): closed windows carry their forecast inputs
         models = (RoiForecaster(), ConversionConfig().version)
         if STORED:
+            from stream_app.runner import rocks_config  # not in the old code (--baseline)
+
             opener = StoreOpener(
                 kind,  # type: ignore[arg-type]
                 root,
-                RocksConfig(
-                    block_cache_bytes=settings.state_block_cache_bytes,
-                    write_buffer_bytes=settings.state_write_buffer_bytes,
-                    max_write_buffers=settings.state_max_write_buffers,
-                    write_buffer_budget_bytes=settings.state_write_buffer_budget_bytes,
-                ),
+                rocks_config(settings),
             )
             self.store = opener.open("bench-aggregation-changelog", 0, 0, 0).store
             self.agg = Aggregation(config, *models, store=self.store)

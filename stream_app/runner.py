@@ -35,6 +35,16 @@ skipped; what the stages allocate per event is freed by reference counting.
 """
 
 
+def rocks_config(settings: Settings) -> RocksConfig:
+    """The RocksDB sizes of the ``state_*`` settings (one cache and budget per worker)."""
+    return RocksConfig(
+        block_cache_bytes=settings.state_block_cache_bytes,
+        write_buffer_bytes=settings.state_write_buffer_bytes,
+        max_write_buffers=settings.state_max_write_buffers,
+        write_buffer_budget_bytes=settings.state_write_buffer_budget_bytes,
+    )
+
+
 def configure_gc() -> tuple[int, int, int]:
     """Set :data:`GC_THRESHOLDS`; returns the previous thresholds (to restore them)."""
     previous = gc.get_threshold()
@@ -116,12 +126,7 @@ def _worker(
         stores=StoreOpener(
             settings.state_store,
             settings.state_dir / "stores" / settings.worker_id,
-            RocksConfig(
-                block_cache_bytes=settings.state_block_cache_bytes,
-                write_buffer_bytes=settings.state_write_buffer_bytes,
-                max_write_buffers=settings.state_max_write_buffers,
-                write_buffer_budget_bytes=settings.state_write_buffer_budget_bytes,
-            ),
+            rocks_config(settings),
         ),
         checkpoint_interval_seconds=settings.state_checkpoint_interval_seconds,
     )
