@@ -169,7 +169,7 @@ class Attribution:
         in one vectorised call (:meth:`score_pending`), before anything reads or changes the
         model: the same score as when it arrived.
         """
-        # _late, window_start, _index_click, _delta and _log_click inlined: this runs once
+        # _late, window_start, _remember_click, _delta and _log_click inlined: this runs once
         # per click, and the calls were a fifth of its cost (benchmarks/throughput.py)
         click_id, campaign_id, ts = click.click_id, click.campaign_id, click.ts
         if not self._first_click(click.event_id, ts) or click_id in self.clicks:
@@ -325,13 +325,6 @@ class Attribution:
                 reason=reason,
             )
         )
-
-    def _index_click(self, click_id: str, campaign_id: str, ts: float) -> int:
-        """Index a new click (duplicates, attribution, expiry); its hour bucket."""
-        bucket = int(ts // CLICK_BUCKET_SECONDS)
-        self._put_click(click_id, [campaign_id, ts])  # _remember_click, inlined: per click
-        self._index_click_bucket(bucket, click_id)
-        return bucket
 
     def _log_click(
         self, bucket: int, click_id: str, campaign_id: str, ts: float, scored: Scored | None
