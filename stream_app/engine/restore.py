@@ -193,7 +193,15 @@ def _wait_until_stable(
     A ``read_committed`` reader stops at the last stable offset; once that has reached
     the high watermark seen at the start, everything written before now is readable.
     """
-    probe = Consumer(client_config(bootstrap_servers, {"group.id": "stream-app-restore"}))
+    # read_uncommitted: librdkafka's default, read_committed, would give the last stable
+    # offset here; the end would then stop before an open transaction (a frozen owner's)
+    # and miss the committed ones after it, whose input offsets are committed too
+    probe = Consumer(
+        client_config(
+            bootstrap_servers,
+            {"group.id": "stream-app-restore", "isolation.level": "read_uncommitted"},
+        )
+    )
     try:
         bounds = {
             tp: probe.get_watermark_offsets(KafkaPartition(*tp), timeout=10, cached=False)

@@ -25,10 +25,14 @@ worker (:mod:`.poison`), never a crash loop.
 
 Rebalances (``range`` assignor, eager): on revocation the worker commits what it processed
 and drops every state; on loss (the group dropped the member: a frozen worker) it drops
-everything without committing; on assignment it restores every partition from its
-changelog. A partition whose state cannot be restored is paused, never silently skipped:
-the worker reports it in :meth:`Worker.health` (``/healthz``) and ``unrestored`` (a metric
-and an alert), logs why, and tries again at the next rebalance.
+everything without committing; on assignment it reads the inputs' committed offsets,
+then restores every partition from its changelog, to the changelog's high watermark once
+no transaction below it is open. In that order, a previous owner's transaction (a frozen
+worker's, a crashed one's) is either in both or in neither: reading ``read_committed``,
+the offsets wait for any transaction that carries them, and the restore for any open
+transaction in the changelog. A partition whose state cannot be restored is paused, never
+silently skipped: the worker reports it in :meth:`Worker.health` (``/healthz``) and
+``unrestored`` (a metric and an alert), logs why, and tries again at the next rebalance.
 
 Stages with a store-backed state (``new_stored_state``: attribution, aggregation) get a store per
 partition from the :class:`~stream_app.state.opener.StoreOpener`. Its writes are sealed
@@ -138,6 +142,8 @@ class Worker:
         self._max_poll_interval_ms = int(max_poll_interval_seconds * 1000)
         self._restorer: concurrent.futures.ThreadPoolExecutor | None = None
         self._restoring: dict[tuple[str, int], concurrent.futures.Future[Restored]] = {}
+        # the committed offsets of each restoring partition's inputs, read at assignment
+        self._committed_inputs: dict[tuple[str, int], list[KafkaPartition]] = {}
         # the last restore of each partition: the next waits for it (it holds the store)
         self._last_restore: dict[tuple[str, int], concurrent.futures.Future[Restored]] = {}
         self._cancel_restores = threading.Event()  # replaced at each drop
@@ -427,8 +433,11 @@ class Worker:
 
     def _persist(self, seals: Sequence[Seal], force: bool) -> None:
         """Write each store's sealed batches with the changelog offset they reach: the
-        changelog partition's end right after this commit (no one else writes to it, and
-        the next transaction is not sent before this returns)."""
+        changelog partition's last stable offset right after this commit (the next
+        transaction is not sent before this returns). A transaction still open below this
+        commit's end (a fenced zombie's, or this one's markers not written yet) holds it
+        lower; a restore from the store then re-applies the records after it, which
+        changes nothing (the last value of a key wins, and the replay runs to the end)."""
         if self._opener.kind == "memory" or not seals:
             return
         now = time.monotonic()
@@ -436,7 +445,12 @@ class Worker:
             if not force and now - self._persisted_at.get(tp, 0.0) < self._checkpoint_interval:
                 continue  # kept in memory until the next checkpoint
             if self._probe is None:
-                self._probe = Consumer(client_config(self._bootstrap, {"group.id": "probe"}))
+                self._probe = Consumer(
+                    client_config(
+                        self._bootstrap,
+                        {"group.id": "probe", "isolation.level": "read_committed"},
+                    )
+                )
             end = self._probe.get_watermark_offsets(KafkaPartition(*tp), 10, cached=False)[1]
             store.commit(token, end)
             self._persisted_at[tp] = now
@@ -530,6 +544,12 @@ class Worker:
                 stored[(self._state_topic(name), partition)] = (name, partition)
             else:
                 changelogs[(self._state_topic(name), partition)] = (name, partition)
+        # the committed offsets first: read_committed, this waits until no transaction with
+        # offsets for these inputs is open (KIP-447's stable offsets), so a frozen owner's
+        # transaction that had its offsets accepted has committed or aborted before the
+        # changelogs' ends are taken below; taken after, its changelog records could land
+        # past the end read while its offsets counted (state lost)
+        committed = consumer.committed([KafkaPartition(t, p) for t, p in assigned], 30)
         wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
         cancel = self._cancel_restores
         for tp, key in stored.items():
@@ -568,10 +588,13 @@ class Worker:
                 self._unrestorable(consumer, (stage_name, partition), why)
                 continue
             self.states[(stage_name, partition)] = state
-        committed = consumer.committed([KafkaPartition(t, p) for t, p in assigned], 30)
         self._learn_positions(
             kp for kp in committed if (self._stage_of[kp.topic].name, kp.partition) in self.states
         )
+        for kp in committed:  # learnt when their state is installed
+            key = (self._stage_of[kp.topic].name, kp.partition)
+            if key in self._restoring:
+                self._committed_inputs.setdefault(key, []).append(kp)
         log.info(
             "assigned %d partitions; restored %d states, restoring %d",
             len(assigned),
@@ -592,12 +615,15 @@ class Worker:
                 self._positions[(kp.topic, kp.partition)] = kp.offset
 
     async def _install_restored(self) -> None:
-        """On the loop: put each finished restore in place, learn where its inputs stand
-        (their committed offsets) and resume them; ``ready`` once none is left."""
+        """On the loop: put each finished restore in place with its inputs' committed
+        offsets (read at assignment) and resume them; ``ready`` once none is left."""
         consumer = self.consumer
         assert consumer is not None
         for key in [k for k, future in self._restoring.items() if future.done()]:
             future = self._restoring.pop(key)
+            # read at assignment, before the restore began (``_assign``); unchanged since:
+            # only this member may commit them, and it has not processed them
+            committed = self._committed_inputs.pop(key, [])
             try:
                 restored = future.result()
             except Unrestorable as exc:
@@ -605,8 +631,7 @@ class Worker:
                 continue
             stage_name, partition = key
             inputs = [KafkaPartition(t, partition) for t in self._stage_by_name(stage_name).topics]
-            # no rebalance can run meanwhile: callbacks run only inside ``consume``
-            self._learn_positions(await asyncio.to_thread(consumer.committed, inputs, 30))
+            self._learn_positions(committed)
             self.states[key] = restored.state
             self._stores[key] = restored.store
             self._persisted_at[(self._state_topic(stage_name), partition)] = time.monotonic()
@@ -637,6 +662,7 @@ class Worker:
         for future in self._restoring.values():  # one that finished is never installed
             future.add_done_callback(close_unused)
         self._restoring.clear()
+        self._committed_inputs.clear()
         self._close_stores()
         self.unrestored.clear()
         self._positions.clear()

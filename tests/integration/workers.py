@@ -286,7 +286,7 @@ def advance_click_time(settings: Settings, ts: float) -> None:
 
 def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[Partition, int]:
     """The high watermark of every partition of ``topics``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fencing-offsets"})
+    consumer = _offsets_probe(bootstrap)
     try:
         ends: dict[Partition, int] = {}
         for topic in topics:
@@ -297,6 +297,19 @@ def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[Partition, int]:
         return ends
     finally:
         consumer.close()
+
+
+def _offsets_probe(bootstrap: str) -> Consumer:
+    """A consumer for offsets only. ``read_uncommitted``: librdkafka's default,
+    ``read_committed``, gives the last stable offset for the high watermark, which stops
+    before an open transaction and leaves out every record after it."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "fencing-offsets",
+            "isolation.level": "read_uncommitted",
+        }
+    )
 
 
 def phase_of(source: SourceOffset, marks: Sequence[dict[Partition, int]]) -> int:
@@ -330,12 +343,7 @@ def read_committed(bootstrap: str, topic: str, limit: float = 30.0) -> list[Read
         }
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends: dict[int, int] = {}
-        for p in sorted(metadata.partitions):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), 10, False)
-            if high > 0:
-                ends[p] = high
+        ends = {p: high for (_, p), high in end_offsets(bootstrap, [topic]).items() if high > 0}
         if not ends:
             return []
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
