@@ -128,6 +128,11 @@ CONFLUENT: dict[str, tuple[dict[str, Any], int]] = {
         {"max.partition.fetch.bytes": 8 * MiB, "fetch.max.bytes": 64 * MiB},
         20_000,
     ),
+    "backoff 10 ms": ({"fetch.queue.backoff.ms": 10}, BATCH),
+    "queued 1M, backoff 10 ms": (
+        {"queued.min.messages": 1_000_000, "fetch.queue.backoff.ms": 10},
+        BATCH,
+    ),
     "all, batch 50k": (
         {
             "fetch.min.bytes": MiB,
