@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -62,13 +63,45 @@ after one ``malloc_trim(0)`` (docs/throughput.md, State). A trim takes milliseco
 """
 
 
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt() parameters (malloc.h)
+MMAP_THRESHOLD_BYTES = 256 * 1024
+"""Allocations from this size up get pages of their own, returned to the OS when freed."""
+ARENA_MAX = 2
+"""glibc arenas at most (its default: 8 per core), each holding what its threads freed."""
+
+
+def tune_allocator() -> bool:
+    """Fix glibc's mmap threshold and cap its arenas, unless ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_ARENA_MAX`` say otherwise; False where the C library is not glibc.
+
+    glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB),
+    so after librdkafka's fetch buffers and the transactions' encoded batches went by,
+    blocks of that size come from the heap and stay there, fragmented, after they are
+    freed. At a steady 10,000 clicks/s this took the worker from 352 / 407 / 428 MB to
+    321 / 373 / 385 MB (medians per 1M clicks; docs/throughput.md, State). Called before
+    the workers start their threads: an arena limit applies to arenas not yet created.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    done = True
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        done &= libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        done &= libc.mallopt(M_ARENA_MAX, ARENA_MAX) == 1
+    return done
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    return None if name is None else ctypes.CDLL(name)
+
+
 def release_free_memory() -> bool:
     """``malloc_trim(0)``: return free heap pages of every arena to the OS; False where the
     C library is not glibc (nothing to do)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    libc = _libc()
+    trim = None if libc is None else getattr(libc, "malloc_trim", None)
     if trim is None:
         return False
     trim(0)
@@ -155,6 +188,7 @@ async def run_workers(workers: list[Worker]) -> None:
 
 async def run_worker(settings: Settings) -> None:
     """Create missing topics, serve /metrics, process until SIGINT or SIGTERM."""
+    tune_allocator()
     configure_gc()
     created = await create_topics(settings)
     if created:

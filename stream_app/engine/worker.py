@@ -549,8 +549,8 @@ class Worker:
         # transaction that had its offsets accepted has committed or aborted before the
         # changelogs' ends are taken below; taken after, its changelog records could land
         # past the end read while its offsets counted (state lost)
-        committed = consumer.committed([KafkaPartition(t, p) for t, p in assigned], 30)
         wait = self._transaction_timeout_ms / 1000 + 30  # a dead owner's open txn aborts
+        committed = consumer.committed([KafkaPartition(t, p) for t, p in assigned], wait)
         cancel = self._cancel_restores
         for tp, key in stored.items():
             stage = self._stage_by_name(key[0])
