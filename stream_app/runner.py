@@ -77,9 +77,9 @@ def tune_allocator() -> bool:
     glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB),
     so after librdkafka's fetch buffers and the transactions' encoded batches went by,
     blocks of that size come from the heap and stay there, fragmented, after they are
-    freed. At a steady 10,000 clicks/s this took the worker from 352 / 407 / 428 MB to
-    321 / 373 / 385 MB (medians per 1M clicks; docs/throughput.md, State). Called before
-    the workers start their threads: an arena limit applies to arenas not yet created.
+    freed. At a steady 10,000 clicks/s this kept the worker about 20 MB lower over each
+    1M clicks (docs/throughput.md, State). Called before the workers start their threads:
+    an arena limit applies to arenas not yet created.
     """
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
