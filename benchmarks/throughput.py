@@ -439,13 +439,17 @@ class ClockedEvent(asyncio.Event):
     ``set``, before the worker has processed anything.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loop_seconds: dict[str, float]) -> None:
         super().__init__()
         self.at: tuple[float, float] | None = None
+        self._loop_seconds = loop_seconds
+        self.loop_at: dict[str, float] = {}
+        """The worker's loop time per phase when ready (joining and restoring: not timed)."""
 
     def set(self) -> None:
         if self.at is None:
             self.at = clock()
+            self.loop_at = dict(self._loop_seconds)
         super().set()
 
 
@@ -507,7 +511,7 @@ async def _worker_run(
 ) -> Run:
     metrics = TimedMetrics()
     worker = build_worker(settings, metrics)
-    worker.ready = started = ClockedEvent()
+    worker.ready = started = ClockedEvent(worker.loop_seconds)
     task = asyncio.create_task(worker.run())
     ready = asyncio.create_task(worker.ready.wait())
     await asyncio.wait({task, ready}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
@@ -536,6 +540,10 @@ async def _worker_run(
                 if progress.inputs_done and math.isnan(inputs_at):
                     inputs_at = metrics.commits[-1][0]
                 if finished:
+                    loop = {  # the loop's phases from ready to the last commit
+                        phase: seconds - started.loop_at.get(phase, 0.0)
+                        for phase, seconds in worker.loop_seconds.items()
+                    }
                     break
             if time.perf_counter() - wall0 > limit:
                 raise TimeoutError(f"{row.name}: not done after {limit} s")
@@ -554,6 +562,7 @@ async def _worker_run(
         f" inputs committed at {inputs_at - wall0:.2f} s,"
         f" {worker.processed_records - inputs:,} deltas read"
     )
+    note += "; loop s: " + ", ".join(f"{phase} {s:.2f}" for phase, s in loop.items())
     if later:
         note += f"; {later} more commits after it (not timed)"
     return Run(row, 0, inputs, wall1 - wall0, cpu1 - cpu0, note)

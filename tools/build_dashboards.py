@@ -262,6 +262,16 @@ OPERATIONS = Dashboard(
             unit="s",
         ),
         Panel(
+            "Event-loop thread by phase (mostly poll: waiting for records)",
+            (
+                (
+                    f"sum by (worker, phase) (rate(stream_app_worker_loop_seconds_total{RATE}))",
+                    "{{worker}} {{phase}}",
+                ),
+            ),
+            unit="percentunit",
+        ),
+        Panel(
             "Dead letters per second, by reason",
             (
                 (

@@ -85,6 +85,11 @@ from .transaction import Partition, Transaction, TransactionAborted, Transaction
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger(__name__)
 
+LOOP_PHASES = ("poll", "process", "prepare", "wait_commit")
+"""Where the event-loop thread's time goes (:attr:`Worker.loop_seconds`): waiting in
+``consume`` for records, processing them, preparing a transaction (flush and serialise),
+and waiting for the transaction in flight before a full one may start."""
+
 RESTORE_THREADS = 8
 """Store-backed partitions restoring at once (replays are mostly Python: they share a core)."""
 MAX_REJOINS = 5
@@ -162,6 +167,9 @@ class Worker:
         self._outbox = Outbox()
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
+        self.loop_seconds = dict.fromkeys(LOOP_PHASES, 0.0)
+        """Seconds of the loop's thread per phase since the worker was made (a metric):
+        mostly ``poll``, it waits for records; mostly the rest, it is the bottleneck."""
         self.committed_transactions = 0
         self.aborted_transactions = 0
         self.processed_records = 0
@@ -299,6 +307,8 @@ class Worker:
     async def _run_loop(self) -> None:
         assert self.consumer is not None
         consume = self.consumer.consume
+        spent = self.loop_seconds
+        clock = time.perf_counter
         last_commit = time.monotonic()
         while not self._stopping.is_set():
             # wait no longer than until the next commit is due: the commit period is the
@@ -306,13 +316,18 @@ class Worker:
             # attribution's and, through campaign-deltas, its aggregation's; docs/scaling.md)
             due = self._interval - (time.monotonic() - last_commit)
             wait = min(0.1, max(0.005, due))  # 5 ms: no spin while a commit is in flight
+            started = clock()
             messages = await asyncio.to_thread(consume, self._max_poll_records, wait)
+            polled = clock()
+            spent["poll"] += polled - started
             if self._callback_error is not None:
                 raise self._callback_error
             if self._restoring:
                 await self._install_restored()
             for tp, records in _by_partition(messages).items():
                 await self._process(tp, records)
+            processed = clock()
+            spent["process"] += processed - polled
             in_flight = self._in_flight is not None and not self._in_flight.done()
             # a full transaction waits for the one in flight rather than keep growing: what a
             # transaction holds in memory (outputs, changelog, unpersisted store writes) is
@@ -320,7 +335,10 @@ class Worker:
             full = self._uncommitted_records >= self._max_transaction_records
             if full or (not in_flight and time.monotonic() - last_commit >= self._interval):
                 await self._settle_in_flight()
+                settled = clock()
+                spent["wait_commit"] += settled - processed
                 self._start_commit()
+                spent["prepare"] += clock() - settled
                 last_commit = time.monotonic()
 
     async def _process(self, tp: Partition, records: list[Record]) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from ..domain.records import BidSignal, CampaignAlert, ModelQualityRecord
 from ..domain.records import Metrics as RecordMetrics
@@ -74,6 +76,8 @@ class Metrics:
             ["worker"],
             registry=registry,
         )
+        self._loop_time = _LoopTime()
+        registry.register(self._loop_time)
         self.ready = Gauge(
             "stream_app_worker_ready",
             "1 when the worker has its partitions assigned and restored (/healthz), else 0.",
@@ -255,6 +259,7 @@ class Metrics:
         """Health gauges read from ``worker`` at every scrape."""
         self.unrestored.labels(name).set_function(lambda: len(worker.unrestored))
         self.ready.labels(name).set_function(lambda: float(worker.health() is None))
+        self._loop_time.workers[name] = worker
 
     # -- observer -----------------------------------------------------------------------
     def observer(self, worker: str) -> CommitObserver:
@@ -376,3 +381,24 @@ def _sum(metrics: Iterable[RecordMetrics]) -> RecordMetrics:
         currency = m.currency
         totals.add(m.totals())
     return RecordMetrics.of(totals, currency)
+
+
+class _LoopTime(Collector):
+    """``stream_app_worker_loop_seconds_total``: each watched worker's
+    :attr:`~stream_app.engine.worker.Worker.loop_seconds`, read at every scrape."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, Worker] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "stream_app_worker_loop_seconds",
+            "Seconds of a worker's event-loop thread by phase: poll (waiting for records), "
+            "process, prepare (flush and serialise a transaction), wait_commit (a full "
+            "transaction waiting for the one in flight).",
+            labels=["worker", "phase"],
+        )
+        for name, worker in self.workers.items():
+            for phase, seconds in worker.loop_seconds.items():
+                family.add_metric([name, phase], seconds)
+        yield family

@@ -9,6 +9,7 @@ from stream_app.domain.records import CampaignLatest
 from stream_app.domain.records import Metrics as RecordMetrics
 from stream_app.domain.roi import Totals
 from stream_app.engine.stage import Outbox
+from stream_app.engine.worker import LOOP_PHASES, Worker
 from stream_app.observability import Metrics
 
 
@@ -85,3 +86,25 @@ def test_cpa_clicks_and_conversions_per_campaign() -> None:
     out.latest = [latest("a", 10, 20)]  # no conversions: CPA undefined
     metrics.observe_commit(out, 0.0, {}, {}, 0.0)
     assert value(registry, "stream_app_campaign_cpa", campaign="a", currency="USD") is None
+
+
+def test_loop_time_per_phase_is_read_from_the_worker_at_each_scrape() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=5)
+    worker = Worker(
+        [], bootstrap_servers="unused:9092", group_id="g", transactional_id="t", state_topic=str
+    )
+    metrics.watch("roi", worker)
+    name = "stream_app_worker_loop_seconds_total"
+    assert value(registry, name, worker="roi", phase="poll") == 0.0
+    worker.loop_seconds["poll"] += 1.5
+    worker.loop_seconds["prepare"] += 0.25
+    assert value(registry, name, worker="roi", phase="poll") == 1.5
+    assert value(registry, name, worker="roi", phase="prepare") == 0.25
+    phases = {
+        sample.labels["phase"]
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == name
+    }
+    assert phases == set(LOOP_PHASES)
