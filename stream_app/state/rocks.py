@@ -55,7 +55,7 @@ Layers = dict[bytes, Layer]
 
 @dataclass(frozen=True, slots=True)
 class RocksConfig:
-    block_cache_bytes: int = 64 << 20
+    block_cache_bytes: int = 32 << 20
     """One block cache for every store of the process."""
     write_buffer_bytes: int = 16 << 20
     """One memtable's size."""
