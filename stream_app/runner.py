@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -92,7 +93,10 @@ def tune_allocator() -> bool:
     return done
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once: ``find_library`` runs ``ldconfig`` in a subprocess
+    (~10 ms), and the trim asks for it every ``TRIM_INTERVAL_SECONDS``."""
     name = ctypes.util.find_library("c")
     return None if name is None else ctypes.CDLL(name)
 
