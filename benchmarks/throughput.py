@@ -21,19 +21,20 @@ topic) before its clock starts. Rows, run round robin (each round starting one r
   with its Prometheus metrics as ``stream-app worker`` has them), ``models_enabled`` off / on.
 
 A raw row's clock runs from ``assign()`` to its last input record. A worker's runs from the
-moment it sets ``ready`` (its partitions assigned and restored) to the commit after which
-every input record *and* every ``campaign-deltas`` record the worker wrote to itself has been
-processed: after each commit the benchmark reads the group's committed offsets
+moment it installs its first restored partition state (it processes that partition from then
+on, while others may still restore; ``ready`` waits for all of them) to the commit after
+which every input record *and* every ``campaign-deltas`` record the worker wrote to itself
+has been processed: after each commit the benchmark reads the group's committed offsets
 (read_committed, so pending transactional offsets are waited for) and the high watermarks.
 The inputs are done when the committed offsets equal their ends; a ``campaign-deltas``
 partition, written only in transactions, is done when its committed offset reaches the high
 watermark minus one (its last entry is a commit marker, which a consumer never hands out).
 That commit is the worker's last: with nothing left to read it commits nothing more (a later
 commit is reported). Wall time is ``time.perf_counter()``, CPU is ``time.process_time()``
-(every thread of this process: the event loop, the committer, librdkafka's), both taken in
-``ready.set`` and in the commit observer. Everything the benchmark holds is frozen out of
-the garbage collector's way (``gc.freeze()``) while a row runs, as a worker process would not
-hold it.
+(every thread of this process: the event loop, the committer, librdkafka's), both taken as
+the first state is installed and in the commit observer. Everything the benchmark holds is
+frozen out of the garbage collector's way (``gc.freeze()``) while a row runs, as a worker
+process would not hold it.
 
 After each worker run, ``campaign-roi-latest`` must equal the generator's ground truth per
 campaign (clicks, conversions, impressions, spend, revenue), and each raw row must have read
@@ -72,6 +73,7 @@ from prometheus_client import CollectorRegistry
 
 from stream_app.domain.money import CurrencyTable
 from stream_app.engine.clients import PARTITION_EOF, client_config, producer_config
+from stream_app.engine.stage import PartitionState
 from stream_app.generator.profiles import Scenario
 from stream_app.generator.traffic import Emitted, TrafficGenerator, estimate_records
 from stream_app.generator.truth import GroundTruth
@@ -430,13 +432,15 @@ class TimedMetrics(Metrics):
         self.commits.append(clock())
 
 
-class ClockedEvent(asyncio.Event):
-    """The worker's ``ready`` event, clocked at the moment the worker sets it.
+class ClockedStates(dict[tuple[str, int], PartitionState]):
+    """The worker's partition states, clocked when the first one is installed.
 
-    The benchmark's own task wakes up a few event-loop turns after ``ready`` is set, and a
-    worker that processes batches in those turns would have them left out of its window (the
-    aiokafka engine processed about 40 % of the inputs that way). So the clock is read in
-    ``set``, before the worker has processed anything.
+    That is when the worker starts processing: it processes each partition as soon as its
+    state is installed, while others may still restore, and sets ``ready`` only after the last.
+    Clocked at ``ready`` instead, the window left out up to half the inputs in some runs
+    (restores finishing 0.1-0.8 s apart). The clock is read here, in the worker's own call,
+    not when the benchmark's task next wakes up: the aiokafka engine processed about 40 % of
+    the inputs in the event-loop turns between the two.
     """
 
     def __init__(self, loop_seconds: dict[str, float]) -> None:
@@ -444,13 +448,13 @@ class ClockedEvent(asyncio.Event):
         self.at: tuple[float, float] | None = None
         self._loop_seconds = loop_seconds
         self.loop_at: dict[str, float] = {}
-        """The worker's loop time per phase when ready (joining and restoring: not timed)."""
+        """The worker's loop time per phase at the start (joining and restoring: not timed)."""
 
-    def set(self) -> None:
+    def __setitem__(self, key: tuple[str, int], state: PartitionState) -> None:
         if self.at is None:
             self.at = clock()
             self.loop_at = dict(self._loop_seconds)
-        super().set()
+        super().__setitem__(key, state)
 
 
 class Progress:
@@ -511,7 +515,7 @@ async def _worker_run(
 ) -> Run:
     metrics = TimedMetrics()
     worker = build_worker(settings, metrics)
-    worker.ready = started = ClockedEvent(worker.loop_seconds)
+    worker.states = started = ClockedStates(worker.loop_seconds)
     task = asyncio.create_task(worker.run())
     ready = asyncio.create_task(worker.ready.wait())
     await asyncio.wait({task, ready}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
@@ -524,7 +528,7 @@ async def _worker_run(
         raise TimeoutError("the worker was not ready after 120 s")
     assert started.at is not None
     wall0, cpu0 = started.at
-    early = worker.processed_records  # processed between ``ready`` and this task waking up
+    early = worker.processed_records  # in the window, by the time this task woke at ``ready``
     progress = Progress(settings, ends)
     try:
         seen = 0
@@ -558,7 +562,7 @@ async def _worker_run(
         await task
     inputs = len(work.records)
     note = (
-        f"{early:,} processed before the benchmark woke, {done_at} commits,"
+        f"{early:,} processed by ready, {done_at} commits,"
         f" inputs committed at {inputs_at - wall0:.2f} s,"
         f" {worker.processed_records - inputs:,} deltas read"
     )

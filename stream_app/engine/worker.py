@@ -95,6 +95,12 @@ RESTORE_THREADS = 8
 MAX_REJOINS = 5
 """Rejoins in a row without a committed transaction before the worker gives up and exits."""
 
+FETCH_WAIT_MS = 100
+"""The broker's long poll for a fetch: bounds how long a newly fetchable partition waits
+(docs/throughput.md, *Fetching*); an idle worker sends ten fetches a second."""
+FETCH_QUEUE_BACKOFF_MS = 10
+"""How long fetching pauses once the queue holds librdkafka's ``queued.min.messages``."""
+
 #: Called after each commit with the outbox, the commit's duration in seconds, the Kafka
 #: timestamp (ms) of the oldest record of each partition batch, the lag per topic and now.
 CommitObserver = Callable[[Outbox, float, dict[Partition, int], dict[str, int], float], None]
@@ -236,6 +242,14 @@ class Worker:
                     "max.partition.fetch.bytes": 4 * 1024 * 1024,
                     "fetch.max.bytes": 32 * 1024 * 1024,
                     "queued.max.messages.kbytes": 64 * 1024,
+                    # librdkafka has one fetch in flight per broker, and a partition that
+                    # becomes fetchable (assigned, resumed after its restore) waits for it:
+                    # with the default 500 ms long poll on idle partitions (campaign-deltas
+                    # between commits), processing began 0.5-1 s after a restore
+                    "fetch.wait.max.ms": FETCH_WAIT_MS,
+                    # once 100,000 records wait (queued.min.messages), fetching stops for
+                    # this long; the default 1 s stalled a worker that drains them faster
+                    "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
                 },
             )
         )
