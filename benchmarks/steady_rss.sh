@@ -7,7 +7,8 @@
 #   bash benchmarks/steady_rss.sh [CLICKS_PER_SECOND] [SECONDS]     # default 10000 300
 #
 # docs/throughput.md, State: 10,000 clicks/s for 300 s gave 356 / 415 / 419 MB medians at
-# first; 338 / 363 / 389 MB with the tuned allocator and the 32 MiB block cache.
+# first; 338 / 363 / 389 MB with the tuned allocator and the 32 MiB block cache (loaded
+# machine), 320-321 / 345-349 / 351-357 MB in three runs on a quiet one.
 set -euo pipefail
 rate=${1:-10000}
 seconds=${2:-300}
