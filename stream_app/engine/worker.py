@@ -97,7 +97,8 @@ MAX_REJOINS = 5
 
 FETCH_WAIT_MS = 100
 """The broker's long poll for a fetch: bounds how long a newly fetchable partition waits
-(docs/throughput.md, *Fetching*); an idle worker sends ten fetches a second."""
+(docs/throughput.md, *What poll was waiting for*); an idle worker sends ten fetches a
+second."""
 FETCH_QUEUE_BACKOFF_MS = 10
 """How long fetching pauses once the queue holds librdkafka's ``queued.min.messages``."""
 
