@@ -544,7 +544,7 @@ async def _worker_run(
                 if progress.inputs_done and math.isnan(inputs_at):
                     inputs_at = metrics.commits[-1][0]
                 if finished:
-                    loop = {  # the loop's phases from ready to the last commit
+                    loop = {  # the loop's phases from the first installed state to the last commit
                         phase: seconds - started.loop_at.get(phase, 0.0)
                         for phase, seconds in worker.loop_seconds.items()
                     }
