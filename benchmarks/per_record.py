@@ -15,6 +15,22 @@ Rows (docs/throughput.md, "Per record: the second pass"), µs per record or clic
 * ``Scored``: a msgspec struct against the named tuple it was;
 * ``click_features``: the shared dict of a field combination against building it.
 
+Then the floor under the per-click path, µs per click over the same 200,000 clicks as JSON
+(docs/throughput.md, "The floor in CPython"):
+
+* ``decode only``: ``EventDecoder.decode_all`` per 5,000;
+* ``decode + minimal state``: the least any de-duplicating click index can do in Python
+  per click (a set of event ids, a dict of clicks, a list per time bucket, a count per
+  campaign and minute), with no changelog, outputs, lateness or conversions;
+* ``decode + on_click``: the same decode, then the product's ``Attribution.on_click``;
+
+and the least the models add per click, each alone:
+
+* ``score``: ``ConversionModel.p_conversion_many`` per 5,000 clicks' features;
+* ``learn``: ``ConversionModel.learn_many`` per 5,000 labels, one click in 30 converted
+  (the product's negative sampling decides which negatives River learns);
+* ``encode ClickScored``: each click's ``clicks-scored`` record encoded (not produced).
+
 The collector runs with the worker's thresholds (``runner.configure_gc``) and the inputs
 are frozen out of its way, as in a worker process.
 """
@@ -28,14 +44,17 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+import msgspec
 import orjson
 from confluent_kafka import Message
 
 from stream_app.domain.attribution import Attribution, AttributionConfig, Scored
 from stream_app.domain.events import Click
 from stream_app.domain.money import CurrencyTable
+from stream_app.domain.records import ClickScored
 from stream_app.domain.validation import EventDecoder
 from stream_app.engine.worker import _by_partition
+from stream_app.learning import ConversionModel
 from stream_app.learning.features import _build, click_features
 from stream_app.runner import configure_gc
 
@@ -161,6 +180,95 @@ def main() -> None:
     print(f"{'step':24s} {'before':>8s} {'now':>8s} {'now/before':>11s}")
     for name, before, now in rows:
         print(f"{name:24s} {before:8.2f} {now:8.2f} {now / before:11.2f}")
+    floor(clicks, decode, config, rounds)
+
+
+def minimal_state(events: list[Click]) -> None:
+    """The least a de-duplicating click index does per click in Python (the floor)."""
+    seen: set[str] = set()
+    index: dict[str, tuple[str, float]] = {}
+    buckets: dict[int, list[str]] = {}
+    counts: dict[tuple[str, float], int] = {}
+    for c in events:
+        if c.event_id in seen:
+            continue
+        seen.add(c.event_id)
+        index[c.click_id] = (c.campaign_id, c.ts)
+        bucket = int(c.ts // 3600)
+        log = buckets.get(bucket)
+        if log is None:
+            log = buckets[bucket] = []
+        log.append(c.click_id)
+        key = (c.campaign_id, c.ts // 60 * 60)
+        counts[key] = counts.get(key, 0) + 1
+
+
+def floor(
+    clicks: list[Click], decode: EventDecoder, config: AttributionConfig, rounds: int
+) -> None:
+    """µs per click: decoding alone, decoding plus the minimal state, decoding plus the
+    product's ``on_click``, over the same JSON clicks."""
+    encode = msgspec.json.Encoder().encode
+    gc.unfreeze()
+    values = [encode(c) for c in clicks]
+    batches = [values[i : i + N] for i in range(0, len(values), N)]
+    gc.freeze()
+    n = len(values)
+
+    def decoded() -> list[Click]:
+        out: list[Click] = []
+        for batch in batches:
+            events = decode.decode_all(batch)
+            assert events is not None  # clean JSON: one call per batch
+            out.extend(events)  # type: ignore[arg-type]  # a click decoder's events are clicks
+        return out
+
+    def with_on_click() -> None:
+        state = Attribution(config)
+        for c in decoded():
+            state.on_click(c)
+
+    features = [click_features(c) for c in clicks]
+    feature_batches = [features[i : i + N] for i in range(0, n, N)]
+    converted = [i % 30 == 0 for i in range(n)]
+
+    def score() -> None:
+        model = ConversionModel()
+        for batch in feature_batches:
+            model.p_conversion_many(batch)
+
+    def learn() -> None:
+        model = ConversionModel()
+        for i, batch in enumerate(feature_batches):
+            model.learn_many(batch, [0.03] * len(batch), converted[i * N : (i + 1) * N])
+
+    def encode_scored() -> None:
+        for c in clicks:
+            record = ClickScored(
+                click_id=c.click_id,
+                campaign_id=c.campaign_id,
+                ts=c.ts,
+                p_conversion=0.03,
+                expected_value=1.2,
+                currency="USD",
+                model_version="v1",
+                scored_at=c.ts,
+            )
+            encode(record)
+
+    rows = [
+        ("decode only", per_item(decoded, n, rounds)),
+        ("decode + minimal state", per_item(lambda: minimal_state(decoded()), n, rounds)),
+        ("decode + on_click", per_item(with_on_click, n, rounds)),
+        ("score", per_item(score, n, rounds)),
+        ("learn", per_item(learn, n, rounds)),
+        ("encode ClickScored", per_item(encode_scored, n, rounds)),
+    ]
+    least = rows[1][1]
+    print(f"\nthe floor, µs per click of {n:,} JSON clicks, CPU time, median of {rounds} rounds")
+    print(f"{'step':24s} {'µs':>8s} {'/ minimal':>11s}")
+    for name, us in rows:
+        print(f"{name:24s} {us:8.2f} {us / least:11.2f}")
 
 
 if __name__ == "__main__":
