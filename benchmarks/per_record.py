@@ -19,9 +19,9 @@ Then the floor under the per-click path, µs per click over the same 200,000 cli
 (docs/throughput.md, "The floor in CPython"):
 
 * ``decode only``: ``EventDecoder.decode_all`` per 5,000;
-* ``decode + minimal state``: the least any de-duplicating click index can do in Python
-  per click (a set of event ids, a dict of clicks, a list per time bucket, a count per
-  campaign and minute), with no changelog, outputs, lateness or conversions;
+* ``decode + minimal state``: a toy de-duplicating click index, about the least Python
+  can do per click (a set of event ids, a dict of clicks, a list per time bucket, a count
+  per campaign and minute), with no changelog, outputs, lateness or conversions;
 * ``decode + on_click``: the same decode, then the product's ``Attribution.on_click``;
 
 and the least the models add per click, each alone:
@@ -184,7 +184,7 @@ def main() -> None:
 
 
 def minimal_state(events: list[Click]) -> None:
-    """The least a de-duplicating click index does per click in Python (the floor)."""
+    """A toy de-duplicating click index: about the least Python does per click (the floor)."""
     seen: set[str] = set()
     index: dict[str, tuple[str, float]] = {}
     buckets: dict[int, list[str]] = {}
