@@ -209,7 +209,6 @@ def floor(
     """µs per click: decoding alone, decoding plus the minimal state, decoding plus the
     product's ``on_click``, over the same JSON clicks."""
     encode = msgspec.json.Encoder().encode
-    gc.unfreeze()
     values = [encode(c) for c in clicks]
     batches = [values[i : i + N] for i in range(0, len(values), N)]
     gc.freeze()
